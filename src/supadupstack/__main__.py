@@ -1,0 +1,3 @@
+from supadupstack.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Stage package: classic (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""Stage package: frames (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""Stage package: outputs (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""Stage package: sds (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""Stage package: simulate (see DESIGN.md)."""

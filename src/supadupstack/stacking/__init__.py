@@ -1,0 +1,1 @@
+"""Stage package: stacking (see DESIGN.md)."""
