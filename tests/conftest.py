@@ -1,0 +1,25 @@
+"""Shared fixtures: where the real Seestar frames are (skip cleanly when ../shared is absent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+REAL = SHARED / "seestar_real"
+
+
+@pytest.fixture(scope="session")
+def real_dir() -> Path:
+    """The folder of real Seestar S50 frames with .wcs sidecars (read-only)."""
+    if not (REAL / "M 94_sub").is_dir():
+        pytest.skip("../shared/seestar_real is absent")
+    return REAL
+
+
+@pytest.fixture(scope="session")
+def m94_frames(real_dir: Path) -> list[Path]:
+    """The 23 M 94 frames sorted by name (= time order within each unit)."""
+    return sorted((real_dir / "M 94_sub").glob("*.fit"))
