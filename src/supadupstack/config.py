@@ -34,11 +34,11 @@ class IngestConfig:
 
 @dataclass
 class CalibrationConfig:
-    debayer: str = _opt(
-        "bilinear", "Debayer method (OpenCV).", choices=("bilinear", "edge_aware", "vng")
-    )
+    debayer: str = _opt("bilinear", "Debayer method (OpenCV).", choices=("bilinear", "edge_aware"))
     hot_pixels: bool = _opt(True, "Repair isolated hot pixels before debayering.")
-    hot_pixel_kappa: float = _opt(3.0, "Hot pixel: value > 5x5 median + kappa*sigma.", lo=1.0, hi=50)
+    hot_pixel_kappa: float = _opt(
+        3.0, "Hot pixel: value > 5x5 median + kappa*sigma.", lo=1.0, hi=50
+    )
     gradient_removal: bool = _opt(False, "Subtract a low-order polynomial sky gradient per frame.")
     gradient_order: int = _opt(1, "Polynomial order of the gradient model.", lo=0, hi=3)
 
@@ -46,7 +46,9 @@ class CalibrationConfig:
 @dataclass
 class QualityConfig:
     gates: bool = _opt(True, "Reject outlier frames (reasons are reported).")
-    max_fwhm_ratio: float = _opt(1.5, "Reject FWHM > ratio x median FWHM of the set.", lo=1.0, hi=10)
+    max_fwhm_ratio: float = _opt(
+        1.5, "Reject FWHM > ratio x median FWHM of the set.", lo=1.0, hi=10
+    )
     min_star_ratio: float = _opt(0.3, "Reject star count < ratio x median count.", lo=0.0, hi=1.0)
     max_sky_ratio: float = _opt(3.0, "Reject sky > ratio x median sky (clouds, dawn).", lo=1.0)
     min_finite_fraction: float = _opt(0.5, "Reject frames with fewer finite pixels.", lo=0, hi=1)
@@ -88,7 +90,9 @@ class ResampleConfig:
 @dataclass
 class StackingConfig:
     normalization: str = _opt(
-        "linear_fit", "Normalisation to the reference.", choices=("linear_fit", "background", "none")
+        "linear_fit",
+        "Normalisation to the reference.",
+        choices=("linear_fit", "background", "none"),
     )
     weighting: str = _opt("noise", "Frame weights.", choices=("noise", "none"))
     rejection: str = _opt(
@@ -140,7 +144,9 @@ class PolishConfig:
     two_pass_gain_max: float = _opt(1.18, "Two-pass gain clamp (high).", lo=1, hi=10)
     quality_crop: bool = _opt(True, "Crop unstable borders.")
     altaz_cleanup: bool = _opt(True, "Mask rotated-corner artefacts of alt-az data.")
-    altaz_keep_fraction: float = _opt(0.5, "Alt-az mask keeps coverage >= fraction of max.", lo=0, hi=1)
+    altaz_keep_fraction: float = _opt(
+        0.5, "Alt-az mask keeps coverage >= fraction of max.", lo=0, hi=1
+    )
     autocrop: bool = _opt(True, "Crop to the bounding box of valid coverage.")
     autocrop_margin_px: int = _opt(0, "Margin kept around the autocrop box.", lo=0)
 

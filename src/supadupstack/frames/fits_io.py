@@ -185,7 +185,9 @@ def load_pixels(frame: Frame) -> np.ndarray:
         if data is None:
             raise FrameError("FITS file has no image data")
         arr = np.asarray(data, dtype=np.float32)
-    expected = (frame.height, frame.width) if frame.kind != "rgb" else (3, frame.height, frame.width)
+    expected = (
+        (frame.height, frame.width) if frame.kind != "rgb" else (3, frame.height, frame.width)
+    )
     if arr.shape != expected:
         raise FrameError(f"pixel array shape {arr.shape} differs from header {expected}")
     return arr

@@ -1,0 +1,147 @@
+"""What each CLI command does, printed for a person. Argument parsing lives in ``cli``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from supadupstack import pipeline
+from supadupstack.astrometry.register import attach_wcs
+from supadupstack.config import Config
+from supadupstack.errors import NothingUsableError, SupaDupError
+from supadupstack.execution.progress import Progress
+from supadupstack.outputs.atomic import write_text_atomic
+
+
+def dispatch(args: argparse.Namespace, cfg: Config) -> int:
+    handler = {
+        "inspect": cmd_inspect,
+        "solve": cmd_solve,
+        "simulate": cmd_simulate,
+        "demo": cmd_demo,
+    }[args.command]
+    return handler(args, cfg)
+
+
+def _fmt(value, spec: str, missing: str = "-") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return missing
+    return format(value, spec)
+
+
+def _print_skips(skips) -> None:
+    for s in skips:
+        print(f"skipped: {s.path}: {s.reason}")
+
+
+def inspect_rows(result: pipeline.Survey) -> list[dict]:
+    """One dict per frame with the facts the inspect table shows (JSON-friendly)."""
+    rows = []
+    for frame, q, verdict in zip(result.frames, result.qualities, result.verdicts, strict=True):
+        row = frame.summary()
+        row["verdict"] = "ok" if verdict is None else f"rejected: {verdict}"
+        if q is not None and not isinstance(q, str):
+            row.update(q.to_dict())
+        rows.append(row)
+    return rows
+
+
+def _table(rows: list[dict]) -> str:
+    head = (
+        f"{'frame':<44} {'size':>9} {'cfa':>4} {'exp':>5} {'date-obs (UTC)':<19} "
+        f"{'wcs':<8} {'as/px':>6} {'sky':>6} {'noise':>6} {'stars':>5} {'fwhm':>5}  verdict"
+    )
+    lines = [head]
+    for r in rows:
+        sky = sum(r["sky"]) / len(r["sky"]) if r.get("sky") else None
+        noise = sum(r["noise"]) / len(r["noise"]) if r.get("noise") else None
+        lines.append(
+            f"{Path(r['path']).name[-44:]:<44} {r['width']:>4}x{r['height']:<4} "
+            f"{(r['bayer_pattern'] or r['kind'])[:4]:>4} {_fmt(r['exposure_s'], '5.1f'):>5} "
+            f"{(r['date_obs'] or '-')[:19]:<19} {r['wcs_source']:<8} "
+            f"{_fmt(r['scale_arcsec'], '6.3f'):>6} {_fmt(sky, '6.0f'):>6} "
+            f"{_fmt(noise, '6.1f'):>6} {_fmt(r.get('n_stars'), '5d'):>5} "
+            f"{_fmt(r.get('fwhm_px'), '5.2f'):>5}  {r['verdict']}"
+        )
+    return "\n".join(lines)
+
+
+def cmd_inspect(args: argparse.Namespace, cfg: Config) -> int:
+    progress = Progress("inspect", 0, quiet=args.quiet)
+    result = pipeline.survey(
+        args.inputs, cfg, solve=False, measure=not args.no_measure, progress=progress
+    )
+    rows = inspect_rows(result)
+    print(_table(rows))
+    _print_skips(result.skips)
+    n_ok = sum(1 for v in result.verdicts if v is None)
+    print(f"{len(result.frames)} frame(s) read, {n_ok} pass the gates, {len(result.skips)} skipped")
+    if args.json:
+        doc = {
+            "frames": rows,
+            "skipped": [{"path": str(s.path), "reason": s.reason} for s in result.skips],
+        }
+        write_text_atomic(Path(args.json), json.dumps(doc, indent=2, default=str))
+    pipeline.require_usable(result)
+    return 0
+
+
+def cmd_solve(args: argparse.Namespace, cfg: Config) -> int:
+    frames, skips = pipeline.find_frames(args.inputs, cfg)
+    progress = Progress("solve", 0, quiet=args.quiet)
+    had = {id(f) for f in frames}
+    solved, wcs_skips = attach_wcs(frames, cfg.astrometry, solve=True, progress=progress)
+    counts: dict[str, int] = {}
+    for f in solved:
+        counts[f.wcs_source] = counts.get(f.wcs_source, 0) + 1
+    for f in solved:
+        if f.wcs_source == "solved":
+            print(f'solved: {f.path} ({_fmt(f.scale_arcsec, ".3f")}"/px)')
+    _print_skips(skips + wcs_skips)
+    parts = ", ".join(f"{n} {src}" for src, n in sorted(counts.items()))
+    print(f"{len(had)} frame(s): {parts or 'none with a WCS'}; {len(wcs_skips)} without WCS")
+    if not solved:
+        raise NothingUsableError("no frame has a WCS after solving")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace, cfg: Config) -> int:
+    from supadupstack.simulate.presets import simulate_dataset
+
+    try:
+        manifest = simulate_dataset(
+            Path(args.out),
+            args.preset,
+            n_frames=args.frames,
+            seed=args.seed,
+            sidecars=args.sidecars,
+        )
+    except ValueError as exc:
+        raise SupaDupError(str(exc)) from None
+    print(f"simulated dataset: {Path(args.out)} (manifest {manifest})")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, cfg: Config) -> int:
+    """Simulate a small dataset with true WCS sidecars, then inspect it.
+
+    Becomes the SDS end-to-end demo once SDS mode lands.
+    """
+    from supadupstack.simulate.presets import simulate_dataset
+
+    out = Path(args.out)
+    data = out / "data"
+    print(f"[demo] simulating a small dataset in {data} ...", file=sys.stderr)
+    simulate_dataset(data, "sds-nights", n_frames=4, seed=1, sidecars=True)
+    progress = Progress("inspect", 0, quiet=args.quiet)
+    result = pipeline.survey([str(data / "frames")], cfg, solve=False, progress=progress)
+    rows = inspect_rows(result)
+    report = out / "inspect.json"
+    write_text_atomic(report, json.dumps({"frames": rows}, indent=2, default=str))
+    print(_table(rows))
+    print(f"outputs: frames {data / 'frames'}, truth {data / 'truth'}, report {report}")
+    pipeline.require_usable(result)
+    return 0

@@ -1,0 +1,177 @@
+"""Per-frame calibration: hot-pixel repair, debayer, optional gradient removal (DESIGN §3.1).
+
+All images are float32 in ADU. The calibrated image is (H, W, C): C = 3 (R, G, B) for Bayer and
+colour frames, C = 1 for mono. Hot pixels are repaired on the raw CFA, one colour plane at a
+time, before debayering, so a hot pixel never bleeds into its neighbours.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from supadupstack.config import CalibrationConfig
+from supadupstack.frames.model import Frame
+
+# OpenCV names Bayer codes after the second row; these map the pattern of numpy row 0
+# (FITS BAYERPAT convention) to the code that yields RGB. Verified by tests/test_calibrate.py.
+_CV_BAYER = {
+    "RGGB": ("COLOR_BayerBG2RGB", "COLOR_BayerBG2RGB_EA"),
+    "BGGR": ("COLOR_BayerRG2RGB", "COLOR_BayerRG2RGB_EA"),
+    "GRBG": ("COLOR_BayerGB2RGB", "COLOR_BayerGB2RGB_EA"),
+    "GBRG": ("COLOR_BayerGR2RGB", "COLOR_BayerGR2RGB_EA"),
+}
+_RB_KERNEL = np.array([[0.25, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 0.25]], np.float32)
+_G_KERNEL = np.array([[0.0, 0.25, 0.0], [0.25, 1.0, 0.25], [0.0, 0.25, 0.0]], np.float32)
+
+
+def cfa_masks(pattern: str, shape: tuple[int, int]) -> np.ndarray:
+    """Boolean masks (3, H, W) telling which raw pixels are R, G and B."""
+    masks = np.zeros((3, *shape), dtype=bool)
+    for i, colour in enumerate(pattern.upper()):
+        dy, dx = divmod(i, 2)
+        masks["RGB".index(colour), dy::2, dx::2] = True
+    return masks
+
+
+def _is_uint16_data(raw: np.ndarray) -> bool:
+    if not np.all(np.isfinite(raw)):
+        return False
+    return bool(raw.min() >= 0 and raw.max() <= 65535 and np.array_equal(raw, np.rint(raw)))
+
+
+def _debayer_float(raw: np.ndarray, pattern: str) -> np.ndarray:
+    """Bilinear debayer by normalised convolution; NaN pixels are treated as missing."""
+    valid = np.isfinite(raw)
+    data = np.where(valid, raw, 0).astype(np.float32)
+    out = np.empty((*raw.shape, 3), dtype=np.float32)
+    for c, mask in enumerate(cfa_masks(pattern, raw.shape)):
+        m = (mask & valid).astype(np.float32)
+        k = _G_KERNEL if c == 1 else _RB_KERNEL
+        num = cv2.filter2D(data * m, -1, k, borderType=cv2.BORDER_REFLECT_101)
+        den = cv2.filter2D(m, -1, k, borderType=cv2.BORDER_REFLECT_101)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[..., c] = np.where(den > 1e-6, num / den, np.nan)
+    return out
+
+
+def debayer(raw: np.ndarray, pattern: str, method: str = "bilinear") -> np.ndarray:
+    """Raw CFA (H, W) → RGB (H, W, 3) float32, for any of RGGB, BGGR, GRBG, GBRG.
+
+    Integer data in 0..65535 goes through OpenCV (bilinear or edge-aware); other data (floats,
+    NaN holes) through an exact bilinear normalised convolution.
+    """
+    pattern = pattern.upper()
+    if pattern not in _CV_BAYER:
+        raise ValueError(f"unknown Bayer pattern {pattern!r}; allowed: {', '.join(_CV_BAYER)}")
+    if not _is_uint16_data(raw):
+        return _debayer_float(raw, pattern)
+    code = _CV_BAYER[pattern][1 if method == "edge_aware" else 0]
+    rgb = cv2.cvtColor(raw.astype(np.uint16), getattr(cv2, code))
+    return rgb.astype(np.float32)
+
+
+def _second_brightest_neighbour(plane: np.ndarray) -> np.ndarray:
+    """Per pixel, the second largest of its 8 neighbours (edges reflected)."""
+    p = np.pad(plane, 1, mode="reflect")
+    h, w = plane.shape
+    shifts = [
+        p[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3) if (dy, dx) != (1, 1)
+    ]
+    return np.partition(np.stack(shifts), 6, axis=0)[6]
+
+
+def _excess_z(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(excess over the 5×5 median in units of the plane's robust σ, the 5×5 median)."""
+    finite = np.isfinite(plane)
+    fill = float(np.nanmedian(plane)) if finite.any() else 0.0
+    work = np.where(finite, plane, fill).astype(np.float32)
+    med = cv2.medianBlur(work, 5)
+    excess = work - med
+    mad = float(np.median(np.abs(excess - np.median(excess))))
+    z = excess / max(1.4826 * mad, 1e-6)
+    z[~finite] = 0.0
+    return z, med
+
+
+def repair_hot_pixels(raw: np.ndarray, pattern: str | None, kappa: float = 3.0):
+    """Repair isolated hot pixels of a 2-D raw frame; returns (repaired copy, count).
+
+    With a CFA ``pattern`` the 5×5 median and σ are taken per colour plane (same-colour
+    neighbours). A pixel is hot when it exceeds that median by more than kappa·σ while its
+    full-resolution neighbours stay flat: the second brightest of its 8 neighbours (the
+    brightest may be another hot pixel) exceeds its own median by less than max(0.3·z, 2) σ.
+    A star, even a sharp one, lights several neighbours of every colour; a hot pixel none.
+    """
+    out = raw.astype(np.float32, copy=True)
+    z = np.zeros_like(out)
+    med = np.zeros_like(out)
+    step = 2 if pattern else 1
+    for dy in range(step):
+        for dx in range(step):
+            z[dy::step, dx::step], med[dy::step, dx::step] = _excess_z(out[dy::step, dx::step])
+    neighbours = _second_brightest_neighbour(z)
+    hot = (z > kappa) & (neighbours < np.maximum(0.3 * z, 2.0)) & np.isfinite(out)
+    out[hot] = med[hot]
+    return out, int(hot.sum())
+
+
+def _poly_terms(x: np.ndarray, y: np.ndarray, order: int) -> np.ndarray:
+    return np.stack([x**i * y**j for i in range(order + 1) for j in range(order + 1 - i)], axis=-1)
+
+
+def remove_gradient(image: np.ndarray, order: int = 1, block: int = 32) -> np.ndarray:
+    """Subtract a low-order 2-D polynomial sky model per channel, keeping the mean sky level.
+
+    The model is fitted to block medians with iterative 3σ clipping, so stars and compact
+    objects do not pull it; a very large object can still bias it (why it is off by default).
+    """
+    h, w, nc = image.shape
+    by, bx = h // block, w // block
+    if by < 2 or bx < 2:
+        return image
+    yy, xx = np.mgrid[0:by, 0:bx]
+    cy, cx = (yy + 0.5) * block / h - 0.5, (xx + 0.5) * block / w - 0.5
+    a = _poly_terms(cx.ravel(), cy.ravel(), order)
+    fy, fx = np.mgrid[0:h, 0:w]
+    full = _poly_terms((fx + 0.5) / w - 0.5, (fy + 0.5) / h - 0.5, order)
+    out = image.copy()
+    for c in range(nc):
+        blocks = image[: by * block, : bx * block, c].reshape(by, block, bx, block)
+        med = np.nanmedian(blocks.transpose(0, 2, 1, 3).reshape(by, bx, -1), axis=-1).ravel()
+        keep = np.isfinite(med)
+        for _ in range(5):
+            coef, *_ = np.linalg.lstsq(a[keep], med[keep], rcond=None)
+            resid = med - a @ coef
+            s = 1.4826 * np.nanmedian(np.abs(resid[keep])) + 1e-9
+            new = np.isfinite(med) & (np.abs(resid) < 3 * s)
+            if np.array_equal(new, keep):
+                break
+            keep = new
+        model = (full @ coef).astype(np.float32)
+        out[..., c] = image[..., c] - (model - model.mean())
+    return out
+
+
+def calibrate_frame(frame: Frame, raw: np.ndarray, cfg: CalibrationConfig) -> np.ndarray:
+    """Raw pixels (from ``load_pixels``) → calibrated float32 image (H, W, C) in ADU."""
+    if frame.kind == "rgb":
+        planes = []
+        for plane in raw:
+            planes.append(
+                repair_hot_pixels(plane, None, cfg.hot_pixel_kappa)[0] if cfg.hot_pixels else plane
+            )
+        image = np.stack(planes, axis=-1).astype(np.float32)
+    elif frame.kind == "bayer":
+        cfa = (
+            repair_hot_pixels(raw, frame.bayer_pattern, cfg.hot_pixel_kappa)[0]
+            if cfg.hot_pixels
+            else raw
+        )
+        image = debayer(cfa, frame.bayer_pattern or "RGGB", cfg.debayer)
+    else:
+        plane = repair_hot_pixels(raw, None, cfg.hot_pixel_kappa)[0] if cfg.hot_pixels else raw
+        image = plane.astype(np.float32)[..., None]
+    if cfg.gradient_removal:
+        image = remove_gradient(image, cfg.gradient_order)
+    return np.ascontiguousarray(image, dtype=np.float32)

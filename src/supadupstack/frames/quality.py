@@ -1,0 +1,149 @@
+"""Per-frame quality measures and the gates that reject outlier frames (DESIGN §3.1).
+
+Measures (on the calibrated image, ADU): sky and noise per channel (median, 1.4826·MAD),
+the number of stars with SNR ≥ 10, their median FWHM in pixels, the fraction of finite pixels.
+Gates compare each frame to the median of the set and give a one-line reason per rejection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import sep
+
+from supadupstack.config import QualityConfig
+
+SATURATION_ADU = 60000.0
+
+
+@dataclass
+class FrameQuality:
+    """Quality facts of one calibrated frame. Units: ADU, pixels."""
+
+    sky: list[float]
+    noise: list[float]
+    n_stars: int
+    fwhm_px: float
+    finite_fraction: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _robust_sky_noise(channel: np.ndarray, step: int = 3) -> tuple[float, float]:
+    sample = channel[::step, ::step]
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
+        return float("nan"), float("nan")
+    med = float(np.median(sample))
+    return med, float(1.4826 * np.median(np.abs(sample - med)))
+
+
+def detect_stars(lum: np.ndarray, detect_sigma: float = 5.0):
+    """sep detections on a 2-D luminance: (objects, background-subtracted data, global rms)."""
+    data = np.ascontiguousarray(lum, dtype=np.float32)
+    mask = ~np.isfinite(data)
+    if mask.any():
+        data = np.where(mask, np.nanmedian(data) if (~mask).any() else 0.0, data)
+        data = data.astype(np.float32)
+    bkg = sep.Background(data, mask=mask, bw=64, bh=64, fw=3, fh=3)
+    sub = data - bkg.back()
+    rms = float(bkg.globalrms)
+    if not np.isfinite(rms) or rms <= 0:
+        return None, sub, rms
+    sep.set_extract_pixstack(2_000_000)
+    try:
+        objs = sep.extract(sub, detect_sigma, err=rms, mask=mask, minarea=5)
+    except Exception as exc:  # noqa: BLE001  (sep raises plain Exception on overflow)
+        if "internal pixel buffer full" in str(exc) or "object deblending" in str(exc):
+            return None, sub, rms
+        raise
+    return objs, sub, rms
+
+
+def measure_stars(lum: np.ndarray, detect_sigma: float = 5.0) -> tuple[int, float]:
+    """(number of stars with aperture SNR ≥ 10, median FWHM in px of unsaturated round stars)."""
+    objs, sub, rms = detect_stars(lum, detect_sigma)
+    if objs is None or len(objs) == 0:
+        return 0, float("nan")
+    good = (objs["flag"] & 0x04) == 0  # not truncated at the border
+    objs = objs[good]
+    if len(objs) == 0:
+        return 0, float("nan")
+    flux, ferr, _ = sep.sum_circle(sub, objs["x"], objs["y"], 6.0, err=rms)
+    snr = flux / np.maximum(ferr, 1e-9)
+    stars = snr >= 10
+    round_ = (objs["b"] / np.maximum(objs["a"], 1e-6) > 0.5) & (objs["peak"] < SATURATION_ADU)
+    compact = objs["npix"] < 400
+    pick = stars & round_ & compact
+    if pick.sum() == 0:
+        return int(stars.sum()), float("nan")
+    r_half, _ = sep.flux_radius(
+        sub, objs["x"][pick], objs["y"][pick], np.full(pick.sum(), 8.0), 0.5
+    )
+    r_half = r_half[np.isfinite(r_half) & (r_half > 0)]
+    fwhm = float(2.0 * np.median(r_half)) if r_half.size else float("nan")
+    return int(stars.sum()), fwhm
+
+
+def luminance(image: np.ndarray) -> np.ndarray:
+    """Mean of the channels of an (H, W, C) image (float32, NaN propagates)."""
+    return image.mean(axis=-1, dtype=np.float32) if image.shape[-1] > 1 else image[..., 0]
+
+
+def measure_quality(image: np.ndarray, detect_sigma: float = 5.0) -> FrameQuality:
+    """Quality facts of a calibrated (H, W, C) image."""
+    finite = np.isfinite(image).all(axis=-1)
+    sky, noise = zip(
+        *(_robust_sky_noise(image[..., c]) for c in range(image.shape[-1])), strict=True
+    )
+    frac = float(finite.mean())
+    if frac == 0 or max(noise) == 0 or not np.isfinite(max(noise)):
+        return FrameQuality(list(sky), list(noise), 0, float("nan"), frac)
+    n_stars, fwhm = measure_stars(luminance(image), detect_sigma)
+    return FrameQuality(list(sky), list(noise), n_stars, fwhm, frac)
+
+
+def _median(values: list[float]) -> float:
+    arr = np.array([v for v in values if np.isfinite(v)], dtype=float)
+    return float(np.median(arr)) if arr.size else float("nan")
+
+
+def gate_reasons(qualities: list[FrameQuality], cfg: QualityConfig) -> list[str | None]:
+    """One rejection reason per frame, or None when it passes. Relative gates need ≥ 3 frames."""
+    reasons: list[str | None] = []
+    skies = [float(np.mean(q.sky)) for q in qualities]
+    med_sky = _median(skies)
+    med_fwhm = _median([q.fwhm_px for q in qualities])
+    med_stars = _median([float(q.n_stars) for q in qualities])
+    relative = len(qualities) >= 3
+    for q, sky in zip(qualities, skies, strict=True):
+        reasons.append(_reason(q, sky, med_sky, med_fwhm, med_stars, relative, cfg))
+    return reasons if cfg.gates else [r if r and r.startswith("empty") else None for r in reasons]
+
+
+def _reason(q, sky, med_sky, med_fwhm, med_stars, relative, cfg) -> str | None:
+    if q.finite_fraction < cfg.min_finite_fraction:
+        return f"only {q.finite_fraction:.0%} finite pixels (< {cfg.min_finite_fraction:.0%})"
+    if not np.isfinite(max(q.noise)) or max(q.noise) < 0.5:
+        return "empty or constant frame (noise < 0.5 ADU)"
+    if not relative:
+        return None
+    few_stars = med_stars > 0 and q.n_stars < cfg.min_star_ratio * med_stars
+    if few_stars and np.isfinite(med_sky) and sky < 0.05 * med_sky:
+        return f"black frame (sky {sky:.0f} ADU vs median {med_sky:.0f}, {q.n_stars} stars)"
+    if np.isfinite(med_sky) and med_sky > 0 and sky > cfg.max_sky_ratio * med_sky:
+        return f"sky {sky:.0f} ADU > {cfg.max_sky_ratio:g} x median {med_sky:.0f} (clouds?)"
+    if few_stars:
+        return (
+            f"{q.n_stars} stars < {cfg.min_star_ratio:.0%} of median {med_stars:.0f} "
+            "(clouds, haze or trailing)"
+        )
+    if (
+        np.isfinite(med_fwhm)
+        and np.isfinite(q.fwhm_px)
+        and q.fwhm_px > cfg.max_fwhm_ratio * med_fwhm
+    ):
+        return f"FWHM {q.fwhm_px:.2f} px > {cfg.max_fwhm_ratio:g} x median {med_fwhm:.2f} px"
+    return None

@@ -1,0 +1,122 @@
+"""Orchestration shared by the commands: find frames, give them a WCS, measure and gate them.
+
+The CLI calls these; stages never import this module.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from supadupstack.astrometry.register import attach_wcs
+from supadupstack.config import CalibrationConfig, Config
+from supadupstack.errors import FrameError, NothingUsableError
+from supadupstack.frames.calibrate import calibrate_frame
+from supadupstack.frames.fits_io import load_pixels, read_frames, scan_inputs
+from supadupstack.frames.model import Frame, Skip
+from supadupstack.frames.quality import FrameQuality, gate_reasons, measure_quality
+
+
+@dataclass
+class Survey:
+    """Frames found, files skipped (with reasons), per-frame quality and gate verdicts."""
+
+    frames: list[Frame]
+    skips: list[Skip] = field(default_factory=list)
+    qualities: list[FrameQuality | None] = field(default_factory=list)
+    verdicts: list[str | None] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> list[Frame]:
+        return [f for f, v in zip(self.frames, self.verdicts, strict=False) if v is None]
+
+
+def worker_count(cfg: Config) -> int:
+    return cfg.execution.workers or os.cpu_count() or 1
+
+
+def find_frames(inputs: list[str], cfg: Config) -> tuple[list[Frame], list[Skip]]:
+    """Scan inputs and read headers; raise NothingUsableError when no frame is readable."""
+    paths, skips = scan_inputs(
+        inputs, cfg.ingest.extensions, cfg.ingest.recursive, cfg.ingest.include_stacked
+    )
+    if not paths:
+        where = ", ".join(str(i) for i in inputs)
+        why = "; ".join(f"{s.path.name}: {s.reason}" for s in skips[:3])
+        raise NothingUsableError(f"no FITS frames found in {where}" + (f" ({why})" if why else ""))
+    frames, bad = read_frames(paths)
+    skips.extend(bad)
+    if not frames:
+        why = "; ".join(f"{s.path.name}: {s.reason}" for s in bad[:3])
+        raise NothingUsableError(f"no usable frame among {len(paths)} file(s) ({why})")
+    frames.sort(key=lambda f: (f.mjd_obs if f.mjd_obs is not None else float("inf"), str(f.path)))
+    return frames, skips
+
+
+def _measure_one(args: tuple[Frame, CalibrationConfig, float]) -> FrameQuality | str:
+    frame, cal, sigma = args
+    try:
+        image = calibrate_frame(frame, load_pixels(frame), cal)
+    except FrameError as exc:
+        return str(exc)
+    return measure_quality(image, sigma)
+
+
+def measure_frames(frames: list[Frame], cfg: Config, progress=None) -> list[FrameQuality | str]:
+    """Calibrate and measure every frame in a process pool; a str result is a read failure."""
+    jobs = [(f, cfg.calibration, cfg.quality.detect_sigma) for f in frames]
+    workers = min(worker_count(cfg), max(len(jobs), 1))
+    results: list[FrameQuality | str] = []
+    if workers <= 1:
+        for i, job in enumerate(jobs):
+            results.append(_measure_one(job))
+            if progress:
+                progress(i + 1, len(jobs), job[0].name)
+        return results
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for i, res in enumerate(pool.map(_measure_one, jobs, chunksize=1)):
+            results.append(res)
+            if progress:
+                progress(i + 1, len(jobs), jobs[i][0].name)
+    return results
+
+
+def survey(
+    inputs: list[str], cfg: Config, solve: bool = False, measure: bool = True, progress=None
+) -> Survey:
+    """Find frames, attach WCS (solving if asked), measure and gate them."""
+    frames, skips = find_frames(inputs, cfg)
+    frames, wcs_skips = attach_wcs(frames, cfg.astrometry, solve=solve, progress=progress)
+    skips.extend(wcs_skips)
+    result = Survey(frames=frames, skips=skips)
+    if not measure:
+        result.qualities = [None] * len(frames)
+        result.verdicts = [None] * len(frames)
+        return result
+    measured = measure_frames(frames, cfg, progress)
+    good = [m for m in measured if isinstance(m, FrameQuality)]
+    reasons = iter(gate_reasons(good, cfg.quality))
+    for m in measured:
+        if isinstance(m, FrameQuality):
+            result.qualities.append(m)
+            result.verdicts.append(next(reasons))
+        else:
+            result.qualities.append(None)
+            result.verdicts.append(m)
+    return result
+
+
+def require_usable(result: Survey) -> None:
+    if not result.accepted:
+        raise NothingUsableError(
+            f"no usable frame remains ({len(result.frames)} read, {len(result.skips)} skipped)"
+        )
+
+
+def relative(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
