@@ -113,6 +113,11 @@ class SdsConfig:
     min_batch_size: int = _opt(5, "Frames a batch needs before it may close.", lo=1)
     target_batch_size: int = _opt(10, "A batch closes at this many frames.", lo=1)
     plan_grid: int = _opt(512, "Longest side of the coverage grid of the planner.", lo=16, hi=512)
+    session_gap_min: float = _opt(
+        30.0,
+        "A time gap longer than this (minutes) starts a new session: batches never mix sessions.",
+        lo=0.0,
+    )
     reference: str = _opt(
         "coverage", "Reference mega-tile rule.", choices=("coverage", "central", "first")
     )

@@ -1,0 +1,142 @@
+"""Final products (DESIGN §7): FITS with COVERAGE/ALPHA, stretched PNG/JPG, report JSON.
+
+All writes are atomic (temp file + rename): nothing partial ever sits under a final name.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+from astropy.io import fits
+
+from supadupstack import __version__
+from supadupstack.config import OutputConfig
+from supadupstack.outputs.atomic import write_atomic, write_text_atomic
+from supadupstack.polish.mosaic import Mosaic
+
+
+def write_fits(m: Mosaic, path: Path, cards: dict[str, tuple]) -> Path:
+    """Primary float32 (C, H, W) or (H, W) + ``COVERAGE`` float32 + ``ALPHA`` uint8.
+
+    ``cards`` maps KEYWORD → (value, comment); keys longer than 8 chars become HIERARCH.
+    """
+    data = np.moveaxis(m.image, -1, 0) if m.image.shape[-1] > 1 else m.image[..., 0]
+    primary = fits.PrimaryHDU(data.astype(np.float32))
+    primary.header.update(m.wcs.to_header(relax=True))
+    primary.header["BUNIT"] = ("ADU", "per sub-exposure, after normalisation")
+    primary.header["CREATOR"] = (f"supadupstack {__version__}", "software")
+    for key, (value, comment) in cards.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            continue
+        name = key if len(key) <= 8 else f"HIERARCH {key}"
+        primary.header[name] = (value, comment)
+    cov = fits.ImageHDU(m.coverage.astype(np.float32), name="COVERAGE")
+    cov.header.update(m.wcs.to_header(relax=True))
+    alpha = fits.ImageHDU(m.alpha.astype(np.uint8), name="ALPHA")
+    hdul = fits.HDUList([primary, cov, alpha])
+    return write_atomic(Path(path), lambda p: hdul.writeto(p, output_verify="silentfix"))
+
+
+def _asinh_beta(x_bg: float, target: float = 0.18) -> float:
+    """β such that asinh(β·x_bg)/asinh(β) = target (bisection in log space)."""
+    if not (0 < x_bg < target):
+        return 1.0
+    lo, hi = 1e-3, 1e6
+    for _ in range(80):
+        mid = math.sqrt(lo * hi)
+        val = math.asinh(mid * x_bg) / math.asinh(mid)
+        lo, hi = (mid, hi) if val < target else (lo, mid)
+    return math.sqrt(lo * hi)
+
+
+def _mtf(x: np.ndarray, m: float) -> np.ndarray:
+    return ((m - 1) * x) / ((2 * m - 1) * x - m)
+
+
+def stretch(image: np.ndarray, valid: np.ndarray, method: str = "asinh", linked: bool = True):
+    """Auto-stretch linear data to [0, 1]: neutral background, robust black point.
+
+    Black point = background median − 2.8·σ (σ = 1.4826·MAD); white point = 99.95th
+    percentile; then asinh (β from the background) or MTF so the background lands near 0.18.
+    """
+    nc = image.shape[-1]
+    out = np.zeros(image.shape, np.float32)
+    if not valid.any():
+        return out
+    samples = image[valid]
+    if samples.shape[0] > 400_000:
+        samples = samples[:: samples.shape[0] // 400_000 + 1]
+    med = np.median(samples, axis=0)
+    mad = 1.4826 * np.median(np.abs(samples - med), axis=0)
+    neutral = samples - med + med.mean()  # remove the background colour cast
+    groups = [list(range(nc))] if linked else [[c] for c in range(nc)]
+    for chans in groups:
+        s = neutral[:, chans]
+        bg, sig = float(np.median(s)), float(np.mean(mad[chans]))
+        black = bg - 2.8 * sig
+        white = float(np.percentile(s, 99.95))
+        white = max(white, bg + 10 * sig + 1e-6)
+        for c in chans:
+            x = (image[..., c] - med[c] + med.mean() - black) / (white - black)
+            x = np.clip(np.nan_to_num(x, nan=0.0), 0, 1)
+            xb = (bg - black) / (white - black)
+            if method == "mtf":
+                target = 0.2
+                mid = xb * (target - 1) / (2 * xb * target - xb - target) if 0 < xb < 1 else 0.5
+                out[..., c] = _mtf(x, float(np.clip(mid, 1e-4, 0.9999)))
+            else:
+                beta = _asinh_beta(xb)
+                out[..., c] = np.arcsinh(beta * x) / math.asinh(beta)
+    out[~valid] = 0
+    return out
+
+
+def preview_rgba(m: Mosaic, cfg: OutputConfig) -> np.ndarray:
+    """uint8 RGBA preview, longest side capped, FITS row 0 at the bottom (sky orientation)."""
+    valid = (m.alpha > 0) & np.isfinite(m.image).all(axis=-1)
+    rgb = stretch(m.image, valid, cfg.stretch, cfg.linked)
+    if rgb.shape[-1] == 1:
+        rgb = np.repeat(rgb, 3, axis=-1)
+    # binary transparency: the feathered ALPHA of the FITS would glow on light backgrounds
+    rgba = np.dstack([rgb * 255.0, np.where(valid, 255.0, 0.0).astype(np.float32)])
+    h, w = m.shape
+    scale = min(1.0, cfg.preview_max_side / max(h, w))
+    if scale < 1.0:
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        rgba = cv2.resize(rgba, size, interpolation=cv2.INTER_AREA)
+    return np.clip(np.round(rgba[::-1]), 0, 255).astype(np.uint8)
+
+
+def write_preview(m: Mosaic, path: Path, cfg: OutputConfig) -> Path:
+    """PNG (RGBA, NaN transparent) or JPG (RGB on black) by the file suffix."""
+    from PIL import Image
+
+    rgba = preview_rgba(m, cfg)
+    if Path(path).suffix.lower() in (".jpg", ".jpeg"):
+        img = Image.fromarray(rgba[..., :3])
+        return write_atomic(Path(path), lambda p: img.save(p, format="JPEG", quality=92))
+    img = Image.fromarray(rgba, mode="RGBA")
+    return write_atomic(Path(path), lambda p: img.save(p, format="PNG"))
+
+
+def write_report(report: dict, path: Path) -> Path:
+    """The run's report as indented JSON (NaN written as null)."""
+    return write_text_atomic(Path(path), json.dumps(_clean(report), indent=2) + "\n")
+
+
+def _clean(obj):
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
