@@ -50,6 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-measure", action="store_true", help="headers and WCS only (fast)")
     p.add_argument("--json", metavar="FILE", help="also write the table as JSON")
 
+    p = sub.add_parser("run", parents=[common], help="stack frames (SDS by default) into one image")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="frames or folders (recursive)")
+    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.add_argument("--mode", choices=("sds", "classic"), help="processing mode (default: sds)")
+    p.add_argument("--plan", help="batch plan JSON to use instead of planning (SDS)")
+    p.add_argument("--name", help="base name of the output files")
+
+    p = sub.add_parser("plan", parents=[common], help="write the SDS batch plan (JSON, PNG)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="frames or folders (recursive)")
+    p.add_argument("-o", "--out", required=True, help="plan JSON path")
+    p.add_argument("--png", help="also draw the footprints coloured by batch")
+
     p = sub.add_parser("solve", parents=[common], help="plate-solve frames lacking a WCS")
     p.add_argument("inputs", nargs="+", metavar="PATH", help="frames or folders (recursive)")
 
@@ -72,16 +84,20 @@ def load_config(args: argparse.Namespace) -> Config:
     cfg = apply_overrides(cfg, getattr(args, "overrides", []) or [])
     if getattr(args, "workers", None) is not None:
         cfg = apply_overrides(cfg, [f"execution.workers={args.workers}"])
+    if getattr(args, "mode", None):
+        cfg = apply_overrides(cfg, [f"mode={args.mode}"])
+    if getattr(args, "name", None):
+        cfg.output.name = args.name
     return cfg
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    level = logging.INFO if getattr(args, "verbose", False) else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # the run log file takes INFO; stderr not
+        handler.setLevel(level)
     try:
         if args.command == "config":
             sys.stdout.write(describe())

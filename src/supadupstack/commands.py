@@ -19,6 +19,8 @@ from supadupstack.outputs.atomic import write_text_atomic
 def dispatch(args: argparse.Namespace, cfg: Config) -> int:
     handler = {
         "inspect": cmd_inspect,
+        "run": cmd_run,
+        "plan": cmd_plan,
         "solve": cmd_solve,
         "simulate": cmd_simulate,
         "demo": cmd_demo,
@@ -125,23 +127,64 @@ def cmd_simulate(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace, cfg: Config) -> int:
-    """Simulate a small dataset with true WCS sidecars, then inspect it.
+def _print_run(report: dict) -> None:
+    out = report["output"]
+    tiles = report["tiles"]
+    print(
+        f"SDS: {len(report['frames_used'])} frames in {len(tiles)} batches, "
+        f"{len(report['frames_rejected'])} rejected, {report['seconds']['total']:.1f}s"
+    )
+    for r in report["frames_rejected"]:
+        print(f"rejected: {Path(r['path']).name}: {r['reason']}")
+    for t in tiles:
+        ratio = _fmt(t["star_ratio"], ".3f")
+        gains = ", ".join(f"{g:.4f}" for g in t["gain"])
+        ref = " (reference)" if t["reference"] else ""
+        print(f"  tile {t['index']}: {t['frames']} frames, gain [{gains}], star check {ratio}{ref}")
+    for key in ("fits", "png", "report", "log"):
+        if out.get(key):
+            print(f"{key + ':':<8}{out[key]}")
 
-    Becomes the SDS end-to-end demo once SDS mode lands.
-    """
+
+def cmd_run(args: argparse.Namespace, cfg: Config) -> int:
+    progress = Progress("run", 0, quiet=args.quiet)
+    plan = Path(args.plan) if args.plan else None
+    report = pipeline.run(args.inputs, Path(args.out), cfg, plan, progress)
+    _print_run(report)
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace, cfg: Config) -> int:
+    from supadupstack.sds.mode import make_canvas
+    from supadupstack.sds.planner import draw_plan, plan_batches, save_plan
+
+    frames, skips = pipeline.frames_with_wcs(args.inputs, cfg, Progress("solve", 0, args.quiet))
+    _print_skips(skips)
+    canvas = make_canvas(frames, cfg)
+    plan = plan_batches(frames, canvas, cfg.sds)
+    save_plan(plan, Path(args.out))
+    if args.png:
+        draw_plan(plan, frames, canvas, Path(args.png))
+    for i, (b, cov) in enumerate(zip(plan.batches, plan.coverage, strict=True)):
+        print(f"batch {i}: {len(b)} frames, coverage {cov:.1%}")
+    print(f"plan: {args.out} ({len(plan.batches)} batches, {plan.n_frames} frames)")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, cfg: Config) -> int:
+    """Simulate a small sds-nights dataset (true WCS sidecars), run SDS on it, show outputs."""
+    import time
+
     from supadupstack.simulate.presets import simulate_dataset
 
     out = Path(args.out)
     data = out / "data"
-    print(f"[demo] simulating a small dataset in {data} ...", file=sys.stderr)
-    simulate_dataset(data, "sds-nights", n_frames=4, seed=1, sidecars=True)
-    progress = Progress("inspect", 0, quiet=args.quiet)
-    result = pipeline.survey([str(data / "frames")], cfg, solve=False, progress=progress)
-    rows = inspect_rows(result)
-    report = out / "inspect.json"
-    write_text_atomic(report, json.dumps({"frames": rows}, indent=2, default=str))
-    print(_table(rows))
-    print(f"outputs: frames {data / 'frames'}, truth {data / 'truth'}, report {report}")
-    pipeline.require_usable(result)
+    print(f"[demo] simulating a small sds-nights dataset in {data} ...", file=sys.stderr)
+    simulate_dataset(data, "sds-nights", n_frames=8, seed=1, sidecars=True)
+    print("[demo] running SDS ...", file=sys.stderr)
+    t0 = time.monotonic()
+    progress = Progress("run", 0, quiet=args.quiet)
+    report = pipeline.run([str(data / "frames")], out / "result", cfg, None, progress)
+    _print_run(report)
+    print(f"[demo] run part took {time.monotonic() - t0:.1f}s; truth in {data / 'truth'}")
     return 0

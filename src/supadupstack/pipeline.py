@@ -5,6 +5,7 @@ The CLI calls these; stages never import this module.
 
 from __future__ import annotations
 
+import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -12,11 +13,12 @@ from pathlib import Path
 
 from supadupstack.astrometry.register import attach_wcs
 from supadupstack.config import CalibrationConfig, Config
-from supadupstack.errors import FrameError, NothingUsableError
+from supadupstack.errors import FrameError, NothingUsableError, SupaDupError
 from supadupstack.frames.calibrate import calibrate_frame
 from supadupstack.frames.fits_io import load_pixels, read_frames, scan_inputs
 from supadupstack.frames.model import Frame, Skip
 from supadupstack.frames.quality import FrameQuality, gate_reasons, measure_quality
+from supadupstack.outputs.atomic import write_text_atomic
 
 
 @dataclass
@@ -120,3 +122,78 @@ def relative(path: Path) -> str:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
+
+
+def frames_with_wcs(
+    inputs: list[str], cfg: Config, progress=None
+) -> tuple[list[Frame], list[Skip]]:
+    """Frames that have (or got, by solving) a WCS, plus every skipped file with its reason."""
+    frames, skips = find_frames(inputs, cfg)
+    frames, wcs_skips = attach_wcs(frames, cfg.astrometry, solve=True, progress=progress)
+    skips.extend(wcs_skips)
+    if not frames:
+        why = "; ".join(f"{s.path.name}: {s.reason}" for s in skips[:3])
+        raise NothingUsableError(f"no frame has a WCS ({why})")
+    return frames, skips
+
+
+class _RunLog:
+    """Log of one run: every event to ``work/run.log``; copied next to the outputs at the end."""
+
+    def __init__(self, work_dir: Path, verbose: bool = False):
+        work_dir.mkdir(parents=True, exist_ok=True)
+        self.path = work_dir / "run.log"
+        self.handler = logging.FileHandler(self.path, mode="a", encoding="utf-8")
+        self.handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        )
+        self.logger = logging.getLogger("supadupstack")
+        self.logger.addHandler(self.handler)
+        self.old_level = self.logger.level
+        self.logger.setLevel(logging.INFO)
+
+    def close(self, final: Path | None) -> None:
+        self.logger.removeHandler(self.handler)
+        self.logger.setLevel(self.old_level)
+        self.handler.close()
+        if final is not None:
+            write_text_atomic(final, self.path.read_text(encoding="utf-8"))
+
+
+def run(
+    inputs: list[str], out_dir: Path, cfg: Config, plan_path: Path | None = None, progress=None
+) -> dict:
+    """Run the configured mode end to end; returns the report (also written to disk)."""
+    from supadupstack.outputs.write import write_report
+    from supadupstack.sds.mode import run_sds
+
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SupaDupError(f"cannot create output folder {out_dir}: {exc.strerror}") from None
+    work_dir = Path(cfg.execution.workdir) if cfg.execution.workdir else out_dir / "work"
+    runlog = _RunLog(work_dir)
+    log = logging.getLogger("supadupstack.run")
+    name = cfg.output.name
+    final_log = None
+    try:
+        log.info("run started: mode %s, inputs %s", cfg.mode, inputs)
+        frames, skips = frames_with_wcs(inputs, cfg, progress)
+        for s in skips:
+            log.info("skipped %s: %s", s.path, s.reason)
+        log.info("%d frames with WCS, %d files skipped", len(frames), len(skips))
+        if cfg.mode != "sds":
+            raise SupaDupError('classic mode is not implemented yet; use mode = "sds"')
+        result = run_sds(frames, out_dir, work_dir, cfg, worker_count(cfg), plan_path, progress)
+        report = result.report
+        report["inputs"] = [str(i) for i in inputs]
+        report["skipped_files"] = [{"path": str(s.path), "reason": s.reason} for s in skips]
+        report["config"] = cfg.to_dict()
+        report["output"]["report"] = str(out_dir / f"{name}.report.json")
+        report["output"]["log"] = str(out_dir / f"{name}.log")
+        write_report(report, out_dir / f"{name}.report.json")
+        final_log = out_dir / f"{name}.log"
+        return report
+    finally:
+        runlog.close(final_log)

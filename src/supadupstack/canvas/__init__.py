@@ -1,1 +1,33 @@
-"""Stage package: canvas (see DESIGN.md)."""
+"""Stage package: canvas (global TAN WCS, frame footprints) and resampling (frame → patch)."""
+
+from supadupstack.canvas.canvas import (
+    Canvas,
+    CanvasError,
+    build_canvas,
+    canvas_from_frames,
+    frame_footprint,
+    pixel_scale_arcsec,
+)
+from supadupstack.canvas.resample import (
+    Patch,
+    coordinate_map,
+    exact_map,
+    footprint_box,
+    remap_image,
+    resample_to_canvas,
+)
+
+__all__ = [
+    "Canvas",
+    "CanvasError",
+    "Patch",
+    "build_canvas",
+    "canvas_from_frames",
+    "coordinate_map",
+    "exact_map",
+    "footprint_box",
+    "frame_footprint",
+    "pixel_scale_arcsec",
+    "remap_image",
+    "resample_to_canvas",
+]

@@ -69,7 +69,9 @@ UNITS = [
 
 def _sessions_sds() -> list[Session]:
     # Modelled on the real M 94 sessions A1, A2 (same night, +4.4 h) and B (another night,
-    # moonlit: brighter sky with better transparency → the extra sky is additive).
+    # moonlit: brighter sky with better transparency → the extra sky is additive). night2
+    # differs from night1 only by transparency: its sky above the camera pedestal is 0.85×
+    # night1's, same colour and gradient, so its true gain is exactly 1/0.85.
     return [
         Session(
             "night1",
@@ -89,16 +91,15 @@ def _sessions_sds() -> list[Session]:
             "2025-03-27T05:45:00.730",
             -178.46,
             0.85,
-            700.0,
-            1.118,
-            1.153,
+            PEDESTAL + 0.85 * (996.0 - PEDESTAL),  # differs from night1 only by transparency
+            1.180,
+            1.254,
             offset_px=(-20, 15),
             rotation_span_deg=2.0,
             drift_px=(8, -6),
             step_px=(45, -20),
             fwhm_px=3.5,
             unit=0,
-            gradient=(0.02, 0.01),
         ),
         Session(
             "night3",

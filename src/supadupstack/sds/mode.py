@@ -1,0 +1,142 @@
+"""SDS mode as one call: plan → mega-tiles → renorm → co-add → polish → save (DESIGN §4–§7)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from supadupstack import __version__
+from supadupstack.canvas.canvas import Canvas, canvas_from_frames
+from supadupstack.config import Config
+from supadupstack.errors import NothingUsableError
+from supadupstack.frames.model import Frame
+from supadupstack.frames.quality import measure_quality
+from supadupstack.outputs.write import write_fits, write_preview
+from supadupstack.polish.mosaic import Mosaic
+from supadupstack.polish.steps import polish
+from supadupstack.sds import run as sds
+from supadupstack.sds.planner import draw_plan, load_plan, plan_batches, save_plan
+
+log = logging.getLogger("supadupstack.sds")
+
+
+@dataclass
+class SdsResult:
+    report: dict
+    fits_path: Path
+    png_path: Path | None
+
+
+def make_canvas(frames: list[Frame], cfg: Config) -> Canvas:
+    return canvas_from_frames(
+        [f.wcs for f in frames], [(f.height, f.width) for f in frames], cfg.canvas
+    )
+
+
+def make_plan(frames, canvas, cfg, out_dir: Path, plan_path: Path | None):
+    """Plan (from --plan or computed), written as plan.json + plan.png in ``out_dir``."""
+    notes: list[str] = []
+    if plan_path is not None:
+        plan, notes = load_plan(plan_path, frames)
+        log.info("plan read from %s: %d batches", plan_path, len(plan.batches))
+    else:
+        plan = plan_batches(frames, canvas, cfg.sds)
+    save_plan(plan, out_dir / "plan.json")
+    draw_plan(plan, frames, canvas, out_dir / "plan.png")
+    return plan, notes
+
+
+def run_sds(
+    frames: list[Frame],
+    out_dir: Path,
+    work_dir: Path,
+    cfg: Config,
+    workers: int,
+    plan_path: Path | None = None,
+    progress=None,
+) -> SdsResult:
+    """Run SDS on frames that all have a WCS; returns the report and output paths."""
+    times: dict[str, float] = {}
+    t_all = t = time.monotonic()
+    canvas = make_canvas(frames, cfg)
+    log.info('canvas %dx%d px at %.3f"/px', canvas.shape[1], canvas.shape[0], canvas.scale_arcsec)
+    plan, plan_notes = make_plan(frames, canvas, cfg, out_dir, plan_path)
+    log.info("plan: %d batches of %s frames", len(plan.batches), [len(b) for b in plan.batches])
+    t = sds.timed(times, "plan", t)
+    tiles = sds.build_megatiles(
+        plan, frames, canvas, cfg, work_dir / "megatiles", workers, progress
+    )
+    t = sds.timed(times, "megatiles", t)
+    rejected = {p: r for tile in tiles for p, r in tile.rejected.items()}
+    tiles = [tl for tl in tiles if tl.frames_used]
+    if not tiles:
+        raise NothingUsableError("every frame was rejected; see the report for reasons")
+    ref_idx, gains = sds.renormalise(tiles, canvas, cfg)
+    t = sds.timed(times, "renorm", t)
+    image, coverage, coadd_facts = sds.coadd_tiles(tiles, gains, canvas, cfg)
+    t = sds.timed(times, "coadd", t)
+    mosaic = Mosaic.from_arrays(image, coverage, canvas.wcs)
+    del image, coverage
+    min_keep = cfg.polish.min_coverage_keep if cfg.polish.min_coverage_keep is not None else 0.4
+    altaz = any(not f.eq_mode for f in frames)
+    polish_facts = polish(mosaic, cfg.polish, min_keep, altaz)
+    t = sds.timed(times, "polish", t)
+    used = [p for tile in tiles for p in tile.frames_used]
+    by_path = {str(f.path): f for f in frames}
+    exposure = float(sum(by_path[p].exposure_s or 0.0 for p in used))
+    final = measure_quality(mosaic.image) if mosaic.alpha.any() else None
+    ref_tile = tiles[ref_idx].index
+    cards = {
+        "SDSMODE": ("sds", "supadupstack mode"),
+        "NFRAMES": (len(used), "frames co-added"),
+        "NBATCH": (len(tiles), "mega-tiles (batches)"),
+        "EXPTOTAL": (exposure, "[s] total exposure of frames used"),
+        "REFTILE": (ref_tile, "reference mega-tile"),
+        "RENORM": (cfg.sds.renorm, "inter-tile renormalisation rule"),
+        "SWVERS": (__version__, "supadupstack version"),
+    }
+    for g in gains:
+        cards[f"GAIN{g.index:03d}"] = (round(float(np.mean(g.gain)), 6), "mean gain of tile")
+    name = cfg.output.name
+    fits_path = write_fits(mosaic, out_dir / f"{name}.fits", cards)
+    png_path = (
+        write_preview(mosaic, out_dir / f"{name}.png", cfg.output) if cfg.output.png else None
+    )
+    if cfg.output.jpg:
+        write_preview(mosaic, out_dir / f"{name}.jpg", cfg.output)
+    t = sds.timed(times, "save", t)
+    times["total"] = round(time.monotonic() - t_all, 3)
+    report = {
+        "mode": "sds",
+        "version": __version__,
+        "canvas": {"shape": list(canvas.shape), "scale_arcsec": canvas.scale_arcsec},
+        "frames_used": used,
+        "frames_rejected": [{"path": p, "reason": r} for p, r in rejected.items()],
+        "plan_notes": plan_notes,
+        "batches": [
+            {"frames": b, "coverage_fraction": plan.coverage[i] if i < len(plan.coverage) else None}
+            for i, b in enumerate(plan.batches)
+        ],
+        "reference": {"index": ref_tile, "rule": cfg.sds.reference},
+        "renorm": cfg.sds.renorm,
+        "tiles": sds.tile_summary(tiles, gains, ref_idx),
+        "coadd": {k: coadd_facts.get(k) for k in ("rejection", "rejected_fraction", "n_chunks")},
+        "polish": polish_facts,
+        "output": {
+            "fits": str(fits_path),
+            "png": str(png_path) if png_path else None,
+            "shape": list(mosaic.shape),
+            "coverage_max": float(mosaic.coverage.max()) if mosaic.coverage.size else 0.0,
+            "valid_fraction": float((mosaic.alpha > 0).mean()) if mosaic.alpha.size else 0.0,
+            "noise": final.noise if final else None,
+            "fwhm_px": final.fwhm_px if final else None,
+            "total_exposure_s": exposure,
+        },
+        "seconds": times,
+    }
+    log.info("SDS done in %.1fs: %d frames, %d batches", times["total"], len(used), len(tiles))
+    return SdsResult(report, fits_path, png_path)

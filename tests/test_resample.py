@@ -1,0 +1,164 @@
+"""Resampling: coordinate map vs astropy's exact transform, agreement with reproject, real data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sep
+from astropy.io import fits
+from astropy.wcs import WCS
+
+from supadupstack.canvas import canvas_from_frames, coordinate_map, exact_map, footprint_box
+from supadupstack.canvas.resample import resample_to_canvas
+from supadupstack.config import CanvasConfig, StackingConfig
+from supadupstack.frames.calibrate import debayer
+from supadupstack.frames.fits_io import load_pixels, read_frame
+from supadupstack.frames.quality import measure_quality
+from supadupstack.stacking import stack_patches
+
+
+def _sip_wcs(ra=120.0, dec=35.0, rot=20.0, w=400, h=300) -> WCS:
+    hdr = fits.Header()
+    hdr.update(NAXIS=2, NAXIS1=w, NAXIS2=h, CTYPE1="RA---TAN-SIP", CTYPE2="DEC--TAN-SIP")
+    hdr.update(CRVAL1=ra, CRVAL2=dec, CRPIX1=w / 2 + 13.2, CRPIX2=h / 2 - 7.7)
+    c, s, sc = np.cos(np.radians(rot)), np.sin(np.radians(rot)), 2.4 / 3600
+    hdr.update(CD1_1=-sc * c, CD1_2=sc * s, CD2_1=sc * s, CD2_2=sc * c)
+    hdr.update(A_ORDER=2, B_ORDER=2, A_2_0=3e-5, A_1_1=-2e-5, A_0_2=1e-5)
+    hdr.update(B_2_0=-1e-5, B_1_1=2.5e-5, B_0_2=2e-5)
+    return WCS(hdr)
+
+
+def _star_image(wcs: WCS, stars_radec: np.ndarray, h=300, w=400, fwhm=3.0) -> np.ndarray:
+    x, y = wcs.all_world2pix(stars_radec[:, 0], stars_radec[:, 1], 0)
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.full((h, w), 100.0)
+    sig = fwhm / 2.3548
+    for xi, yi in zip(x, y, strict=True):
+        img += 5000 * np.exp(-((xx - xi) ** 2 + (yy - yi) ** 2) / (2 * sig**2))
+    return np.repeat(img[..., None], 3, axis=2).astype(np.float32)
+
+
+def test_coordinate_map_matches_exact_sip_transform():
+    wcs = _sip_wcs()
+    canvas = canvas_from_frames([wcs], [(300, 400)], CanvasConfig(orientation="north_up"))
+    box = footprint_box(wcs, (300, 400), canvas)
+    for step in (16, 32, 64):
+        mx, my = coordinate_map(wcs, canvas, box, step)
+        ys, xs = np.mgrid[box[0] : box[0] + box[2], box[1] : box[1] + box[3]]
+        ex, ey = exact_map(wcs, canvas, ys, xs)
+        assert np.abs(mx - ex).max() < 0.01 and np.abs(my - ey).max() < 0.01
+    # the exact map really is a round trip through the sky
+    ra, dec = canvas.wcs.wcs_pix2world(xs.ravel()[:50], ys.ravel()[:50], 0)
+    back = wcs.all_pix2world(ex.ravel()[:50], ey.ravel()[:50], 0)
+    assert np.allclose(back[0], ra, atol=1e-9) and np.allclose(back[1], dec, atol=1e-9)
+
+
+@pytest.mark.parametrize("kernel", ["bilinear", "lanczos"])
+def test_stars_land_where_the_sky_says(kernel):
+    wcs = _sip_wcs()
+    rng = np.random.default_rng()
+    px = np.column_stack([rng.uniform(30, 370, 12), rng.uniform(30, 270, 12)])
+    stars = np.column_stack(wcs.all_pix2world(px[:, 0], px[:, 1], 0))
+    img = _star_image(wcs, stars)
+    canvas = canvas_from_frames([wcs], [(300, 400)], CanvasConfig())
+    patch = resample_to_canvas(img, wcs, canvas, kernel=kernel)
+    assert patch is not None and patch.data.shape[2] == 3
+    assert np.array_equal(patch.weight == 0, np.isnan(patch.data).all(axis=2))
+    cx, cy = canvas.wcs.wcs_world2pix(stars[:, 0], stars[:, 1], 0)
+    g = np.nan_to_num(patch.data[..., 1], nan=100.0).astype(np.float64) - 100.0
+    for x, y in zip(cx - patch.x0, cy - patch.y0, strict=True):
+        yi, xi = int(round(y)), int(round(x))
+        cut = g[yi - 5 : yi + 6, xi - 5 : xi + 6]
+        yy, xx = np.mgrid[yi - 5 : yi + 6, xi - 5 : xi + 6]
+        assert np.sum(cut * xx) / cut.sum() == pytest.approx(x, abs=0.05)
+        assert np.sum(cut * yy) / cut.sum() == pytest.approx(y, abs=0.05)
+        # surface brightness is kept: flux scales with 1 / (frame pixels per canvas pixel)
+        fx, fy = exact_map(
+            wcs, canvas, [y + patch.y0] * 3, [x + patch.x0 - 1, x + patch.x0, x + patch.x0 + 1]
+        )
+        gx, gy = exact_map(wcs, canvas, [y + patch.y0 - 1, y + patch.y0 + 1], [x + patch.x0] * 2)
+        jac = abs((fx[2] - fx[0]) * (gy[1] - gy[0]) - (fy[2] - fy[0]) * (gx[1] - gx[0])) / 4
+        flux = 5000 * 2 * np.pi * (3.0 / 2.3548) ** 2
+        assert cut.sum() == pytest.approx(flux / jac, rel=0.01)
+
+
+def test_no_overlap_gives_none():
+    wcs = _sip_wcs()
+    far = _sip_wcs(ra=130.0)
+    canvas = canvas_from_frames([far], [(300, 400)], CanvasConfig())
+    assert resample_to_canvas(np.ones((300, 400, 3), np.float32), wcs, canvas) is None
+
+
+def _real(path):
+    wcs = WCS(fits.getheader(path.with_suffix(".wcs")), relax=True)
+    return debayer(load_pixels(read_frame(path)), "GRBG"), wcs
+
+
+@pytest.mark.slow
+def test_real_frames_agree_with_reproject(m94_frames):
+    from reproject import reproject_interp
+
+    picks = [m94_frames[0], m94_frames[11], m94_frames[17]]  # sessions A1, A2, B (rotated)
+    frames = [_real(p) for p in picks]
+    canvas = canvas_from_frames([w for _, w in frames], [(1920, 1080)] * 3, CanvasConfig())
+    for img, wcs in frames[1:]:
+        box = footprint_box(wcs, img.shape[:2], canvas)
+        mx, my = coordinate_map(wcs, canvas, box)
+        ys, xs = np.mgrid[box[0] : box[0] + box[2], box[1] : box[1] + box[3]]
+        ex, ey = exact_map(wcs, canvas, ys, xs)
+        inside = (ex > -2) & (ex < 1082) & (ey > -2) & (ey < 1922)
+        assert np.abs(mx - ex)[inside].max() < 0.01 and np.abs(my - ey)[inside].max() < 0.01
+        patch = resample_to_canvas(img, wcs, canvas)
+        green = np.ascontiguousarray(img[..., 1])
+        theirs, _ = reproject_interp((green, wcs), canvas.wcs, shape_out=canvas.shape, order=1)
+        theirs = theirs[patch.y0 : patch.y0 + patch.shape[0], patch.x0 : patch.x0 + patch.shape[1]]
+        ours = patch.data[..., 1].astype(np.float64)
+        both = np.isfinite(ours) & np.isfinite(theirs)
+        fill = float(np.median(theirs[both]))
+        a = np.where(both, theirs, fill)
+        b = np.where(both, ours, fill)
+        bkg = sep.Background(a)
+        objs = sep.extract(a - bkg.back(), 10, err=bkg.globalrms, mask=~both)
+        objs = objs[(objs["flag"] == 0) & (objs["peak"] < 50000)]
+        assert len(objs) >= 8
+        fa, ea, _ = sep.sum_circle(a - bkg.back(), objs["x"], objs["y"], 8.0, err=bkg.globalrms)
+        fb, _, _ = sep.sum_circle(b - bkg.back(), objs["x"], objs["y"], 8.0)
+        bright = fa / ea > 30
+        assert bright.sum() >= 5
+        ratio = fb[bright] / fa[bright]
+        assert np.all(np.abs(ratio - 1) < 0.005), ratio
+
+
+def _bkg_noise(img2d: np.ndarray, region: np.ndarray) -> float:
+    data = np.where(region, img2d, np.nanmedian(img2d[region])).astype(np.float32)
+    resid = (data - sep.Background(data, mask=~region).back())[region]
+    return float(1.4826 * np.median(np.abs(resid - np.median(resid))))
+
+
+@pytest.mark.slow
+def test_real_stack_sharpness_and_noise(m94_frames):
+    session = m94_frames[:11]  # the 11 first-session (20250326) frames
+    assert all("20250326" in p.name for p in session)
+    frames = [_real(p) for p in session]
+    canvas = canvas_from_frames([w for _, w in frames], [(1920, 1080)] * 11, CanvasConfig())
+    patches = [resample_to_canvas(img, wcs, canvas) for img, wcs in frames]
+    qual = [measure_quality(img) for img, _ in frames]
+    stacked, facts = stack_patches(patches, StackingConfig(), noise=[q.noise for q in qual])
+    single_fwhm = float(np.median([q.fwhm_px for q in qual]))
+    full = stacked.weight >= 11 - 1e-3
+    rows, cols = np.flatnonzero(full.any(axis=1)), np.flatnonzero(full.any(axis=0))
+    crop = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    core = np.where(full[crop][..., None], stacked.data[crop], np.nan)
+    fwhm = measure_quality(core).fwhm_px
+    assert fwhm <= 1.1 * single_fwhm, (fwhm, single_fwhm)
+    # noise: stack vs the resampled single frames on the region covered by all 11
+    region = full[crop]
+    noise = _bkg_noise(stacked.data[crop][..., 1], region)
+    singles = []
+    for p in patches:
+        y0, x0 = stacked.y0 + rows[0] - p.y0, stacked.x0 + cols[0] - p.x0
+        cut = p.data[y0 : y0 + region.shape[0], x0 : x0 + region.shape[1], 1]
+        singles.append(_bkg_noise(cut, region))
+    expected = float(np.median(singles)) / np.sqrt(11)
+    assert abs(noise / expected - 1) < 0.15, (noise, expected)
+    assert 0 < facts["rejected_fraction"] < 0.05
