@@ -52,6 +52,12 @@ class QualityConfig:
     min_star_ratio: float = _opt(0.3, "Reject star count < ratio x median count.", lo=0.0, hi=1.0)
     max_sky_ratio: float = _opt(3.0, "Reject sky > ratio x median sky (clouds, dawn).", lo=1.0)
     min_finite_fraction: float = _opt(0.5, "Reject frames with fewer finite pixels.", lo=0, hi=1)
+    min_transparency: float = _opt(
+        0.6,
+        "Reject frames whose stars are fainter than this fraction of the batch reference.",
+        lo=0.0,
+        hi=1.0,
+    )
     detect_sigma: float = _opt(5.0, "Star detection threshold in background sigma.", lo=1.0)
 
 
@@ -121,7 +127,12 @@ class SdsConfig:
     reference: str = _opt(
         "coverage", "Reference mega-tile rule.", choices=("coverage", "central", "first")
     )
-    renorm: str = _opt("median_gain", "Inter-tile renorm.", choices=("median_gain", "linear"))
+    renorm: str = _opt(
+        "linear",
+        "Inter-tile renorm: linear (gain from common stars + sky offset) or median_gain "
+        "(ratio of medians; biased by camera pedestal and additive sky).",
+        choices=("median_gain", "linear"),
+    )
     gain_min: float = _opt(0.5, "Smallest gain before clamping (warned).", lo=0.01, hi=1)
     gain_max: float = _opt(2.0, "Largest gain before clamping (warned).", lo=1, hi=100)
     reject_min_tiles: int = _opt(3, "Winsorize the global co-add where >= N tiles.", lo=2)

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import logging
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from supadupstack.astrometry.register import attach_wcs
 from supadupstack.config import CalibrationConfig, Config
 from supadupstack.errors import FrameError, NothingUsableError, SupaDupError
+from supadupstack.execution.pool import process_pool
 from supadupstack.frames.calibrate import calibrate_frame
 from supadupstack.frames.fits_io import load_pixels, read_frames, scan_inputs
 from supadupstack.frames.model import Frame, Skip
@@ -77,7 +77,7 @@ def measure_frames(frames: list[Frame], cfg: Config, progress=None) -> list[Fram
             if progress:
                 progress(i + 1, len(jobs), job[0].name)
         return results
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with process_pool(workers) as pool:
         for i, res in enumerate(pool.map(_measure_one, jobs, chunksize=1)):
             results.append(res)
             if progress:

@@ -89,12 +89,19 @@ def measure_stars(lum: np.ndarray, detect_sigma: float = 5.0) -> tuple[int, floa
 
 def luminance(image: np.ndarray) -> np.ndarray:
     """Mean of the channels of an (H, W, C) image (float32, NaN propagates)."""
-    return image.mean(axis=-1, dtype=np.float32) if image.shape[-1] > 1 else image[..., 0]
+    nch = image.shape[-1]
+    if nch == 1:
+        return image[..., 0]
+    total = image[..., 0].astype(np.float32, copy=True)
+    for c in range(1, nch):  # plane by plane: much faster than a strided mean over axis -1
+        total += image[..., c]
+    total *= np.float32(1.0 / nch)
+    return total
 
 
 def measure_quality(image: np.ndarray, detect_sigma: float = 5.0) -> FrameQuality:
     """Quality facts of a calibrated (H, W, C) image."""
-    finite = np.isfinite(image).all(axis=-1)
+    finite = np.isfinite(luminance(image))
     sky, noise = zip(
         *(_robust_sky_noise(image[..., c]) for c in range(image.shape[-1])), strict=True
     )

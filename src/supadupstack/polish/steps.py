@@ -15,12 +15,23 @@ from supadupstack.config import PolishConfig
 from supadupstack.polish.mosaic import Mosaic
 
 
+def geometric_coverage(coverage: np.ndarray, size: int = 5) -> np.ndarray:
+    """Coverage with isolated dips closed (5×5 morphological closing).
+
+    Pixel rejection lowers the coverage of single pixels (a satellite, a cosmic ray); masks
+    are about where frames lie, so they are decided on this closed map: no pinholes inside,
+    borders unchanged.
+    """
+    kernel = np.ones((size, size), np.uint8)
+    return cv2.morphologyEx(coverage.astype(np.float32), cv2.MORPH_CLOSE, kernel)
+
+
 def coverage_cut(m: Mosaic, min_keep: float) -> dict:
-    """Drop pixels whose coverage / max(coverage) is below ``min_keep``."""
+    """Drop pixels whose (geometric) coverage / max(coverage) is below ``min_keep``."""
     top = float(m.coverage.max()) if m.coverage.size else 0.0
     if top <= 0 or min_keep <= 0:
         return {"step": "coverage_cut", "min_keep": min_keep, "dropped": 0}
-    dropped = m.mask(m.coverage / top < min_keep)
+    dropped = m.mask(geometric_coverage(m.coverage) / top < min_keep)
     return {"step": "coverage_cut", "min_keep": min_keep, "max_coverage": top, "dropped": dropped}
 
 
@@ -144,7 +155,7 @@ def altaz_cleanup(m: Mosaic, keep_fraction: float, open_px: int = 15, feather_px
     top = float(m.coverage.max()) if m.coverage.size else 0.0
     if top <= 0:
         return {"step": "altaz_cleanup", "masked": 0}
-    keep = (m.coverage >= keep_fraction * top).astype(np.uint8)
+    keep = (geometric_coverage(m.coverage) >= keep_fraction * top).astype(np.uint8)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (open_px, open_px))
     keep = cv2.morphologyEx(keep, cv2.MORPH_OPEN, kernel)
     masked = m.mask(keep == 0)

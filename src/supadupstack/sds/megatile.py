@@ -24,6 +24,8 @@ from supadupstack.frames.model import Frame
 from supadupstack.frames.quality import FrameQuality, gate_reasons, measure_quality
 from supadupstack.outputs.atomic import write_atomic
 from supadupstack.stacking.engine import stack_patches
+from supadupstack.stacking.normalize import fit_linear_info
+from supadupstack.stacking.photometry import common_area, photometric_fit
 
 
 @dataclass
@@ -38,6 +40,8 @@ class MegaTile:
     reference_frame: str | None = None
     coverage_sum: float = 0.0
     noise: list[float] = field(default_factory=list)
+    transparency: list[float | None] = field(default_factory=list)
+    rejected_pixel_fraction: float = 0.0
     seconds: float = 0.0
     reused: bool = False
 
@@ -103,6 +107,37 @@ def load_patch(path: Path, memmap: bool = True) -> Patch:
     return Patch(y0=y0, x0=x0, data=np.moveaxis(data, 0, -1), weight=cov)
 
 
+def normalise_to_reference(
+    patches: list[Patch], ref: int, cfg: Config
+) -> tuple[np.ndarray | None, np.ndarray | None, list[float | None]]:
+    """Per-frame (scale, offset) to the batch reference, and relative transparencies.
+
+    With ``stacking.normalization = "linear_fit"`` the scale comes from the stars each frame
+    shares with the reference (photometric, grey) and the offset matches the sky; frames with
+    too few common stars get the engine's pixel fit. Other normalisations are left to the
+    engine (returns None coefficients). The transparency is 1/scale (None when not measured).
+    """
+    n, nch = len(patches), patches[ref].data.shape[-1]
+    a, b = np.ones((n, nch)), np.zeros((n, nch))
+    transparency: list[float | None] = [None] * n
+    transparency[ref] = 1.0
+    for i, p in enumerate(patches):
+        if i == ref:
+            continue
+        fit = photometric_fit(p, patches[ref])
+        if fit is not None:
+            a[i], b[i] = fit.scale, fit.offset
+            transparency[i] = 1.0 / fit.scale if fit.scale > 0 else None
+            continue
+        area = common_area(p, patches[ref])
+        if area is not None:
+            ai, bi, _ = fit_linear_info(*area)
+            a[i], b[i] = ai, bi
+    if cfg.stacking.normalization != "linear_fit":
+        return None, None, transparency
+    return a, b, transparency
+
+
 def build_megatile(
     index: int, frames: list[Frame], canvas: Canvas, cfg: Config, tile_dir: Path, key: str = ""
 ) -> MegaTile:
@@ -110,24 +145,37 @@ def build_megatile(
     t0 = time.monotonic()
     path = Path(tile_dir) / f"megatile_{index:03d}.fits"
     images, qualities, kept, rejected = load_and_gate(frames, cfg)
-    patches, noises, used = [], [], []
+    patches, used = [], []
     for img, q, f in zip(images, qualities, kept, strict=True):
-        patch = resample_to_canvas(
-            img, f.wcs, canvas, cfg.resample.kernel, cfg.resample.grid_step_px
-        )
+        kernel, step = cfg.resample.kernel, cfg.resample.grid_step_px
+        patch = resample_to_canvas(img, f.wcs, canvas, kernel, step)
         if patch is None:
             rejected[str(f.path)] = "does not overlap the canvas"
             continue
         patches.append(patch)
-        noises.append(np.asarray(q.noise, dtype=np.float64))
         used.append((f, q))
     del images
     if not patches:
         return MegaTile(index, "", (0, 0, 0, 0), [], rejected, seconds=time.monotonic() - t0)
     ref = _reference([q for _, q in used])
-    stacked, facts = stack_patches(patches, cfg.stacking, reference=ref, noise=noises)
+    a, b, transparency = normalise_to_reference(patches, ref, cfg)
+    keep = [i for i, t in enumerate(transparency) if t is None or t >= cfg.quality.min_transparency]
+    for i, t in enumerate(transparency):
+        if i not in keep:
+            rejected[str(used[i][0].path)] = (
+                f"transparency {t:.2f} of the batch reference < {cfg.quality.min_transparency:g}"
+                " (clouds?)"
+            )
+    ref = keep.index(ref)
+    patches, used = [patches[i] for i in keep], [used[i] for i in keep]
+    coefficients = None if a is None else (a[keep], b[keep])
+    noises = [np.asarray(q.noise, dtype=np.float64) for _, q in used]
+    stacked, facts = stack_patches(
+        patches, cfg.stacking, reference=ref, noise=noises, coefficients=coefficients
+    )
     del patches
-    noise = [float(v) for v in np.nanmedian(np.array(noises), axis=0)]
+    scale = np.asarray(facts["scale"], dtype=np.float64)
+    noise = [float(v) for v in np.nanmedian(np.array(noises) * np.abs(scale), axis=0)]
     cards = {"TILEIDX": index, "NFRAMES": len(used), "PLANKEY": key[:68]}
     save_patch(stacked, canvas, path, cards)
     return MegaTile(
@@ -139,5 +187,7 @@ def build_megatile(
         reference_frame=str(used[ref][0].path),
         coverage_sum=float(stacked.weight.sum()),
         noise=noise,
+        transparency=[transparency[i] for i in keep],
+        rejected_pixel_fraction=float(facts["rejected_fraction"]),
         seconds=time.monotonic() - t0,
     )

@@ -3,8 +3,20 @@
 Each mega-tile gets a per-channel gain (and, with the ``linear`` rule, an offset) that maps it
 onto the reference mega-tile: ``renormalised = gain · tile + offset``. Medians are taken on the
 pixels the tile shares with the reference when they overlap enough, so both measure the same
-sky. A star-based check (median flux ratio of stars common to tile and reference, after
-renormalisation) is reported per tile; 1.00 means the photometry agrees.
+sky.
+
+- ``median_gain``: gain = median_ref / median_tile. Right only when everything above zero
+  scales together; a camera pedestal (bias) or an additive sky (moon, light pollution) makes it
+  measure the sky ratio instead of the transparency ratio.
+- ``linear``: the slope is measured on the stars the two tiles share (median ratio of aperture
+  fluxes above a local background, per channel): a pixel regression is dominated by sky pixels
+  and confused by seeing differences. The offset then maps the tile's clipped median onto the
+  reference's, so the backgrounds agree without any later background matching. With too few
+  common stars it falls back to a pixel regression, then to ``median_gain`` (noted).
+
+A star-based check (median luminance flux ratio of common stars after renormalisation, in a
+smaller aperture than the one ``linear`` fits with) is reported per tile; 1.00 means the
+photometry agrees.
 """
 
 from __future__ import annotations
@@ -13,16 +25,21 @@ import logging
 from dataclasses import dataclass, field
 
 import numpy as np
-import sep
 
 from supadupstack.canvas.canvas import Canvas
 from supadupstack.canvas.resample import Patch
 from supadupstack.config import SdsConfig
-from supadupstack.frames.quality import detect_stars, luminance
-from supadupstack.stacking.normalize import fit_linear
+from supadupstack.stacking.normalize import fit_linear_info
+from supadupstack.stacking.photometry import (
+    clipped_median,
+    common_area,
+    flux_ratio,
+    photometric_fit,
+    star_fluxes,
+)
 
 log = logging.getLogger(__name__)
-MIN_COMMON_PIXELS = 2000
+CHECK_APERTURE_PX = 12.0  # the check uses a wider aperture than the fit (8 px)
 
 
 @dataclass
@@ -52,74 +69,39 @@ def choose_reference(boxes, coverage_sums, canvas: Canvas, rule: str) -> int:
     return int(np.argmax(coverage_sums))
 
 
-def overlap(a: Patch, b: Patch):
-    """Slices (into a, into b) of the common canvas region, or None."""
-    y0, x0 = max(a.y0, b.y0), max(a.x0, b.x0)
-    y1 = min(a.y0 + a.shape[0], b.y0 + b.shape[0])
-    x1 = min(a.x0 + a.shape[1], b.x0 + b.shape[1])
-    if y1 <= y0 or x1 <= x0:
-        return None
-    sa = (slice(y0 - a.y0, y1 - a.y0), slice(x0 - a.x0, x1 - a.x0))
-    sb = (slice(y0 - b.y0, y1 - b.y0), slice(x0 - b.x0, x1 - b.x0))
-    return sa, sb
-
-
-def _clipped_median(values: np.ndarray) -> float:
-    """Median after 3 rounds of 3σ clipping (stars and hot spots out)."""
-    v = values[np.isfinite(values)]
-    for _ in range(3):
-        if v.size == 0:
-            return float("nan")
-        med = np.median(v)
-        s = 1.4826 * np.median(np.abs(v - med))
-        if s == 0:
-            break
-        v = v[np.abs(v - med) < 3 * s]
-    return float(np.median(v)) if v.size else float("nan")
-
-
-def _common(tile: Patch, ref: Patch):
-    """(tile image, ref image, common mask) over the overlap box, or None when too small."""
-    ov = overlap(tile, ref)
-    if ov is None:
-        return None
-    st, sr = ov
-    t, r = np.asarray(tile.data[st]), np.asarray(ref.data[sr])
-    m = (np.asarray(tile.weight[st]) > 0) & (np.asarray(ref.weight[sr]) > 0)
-    m &= np.isfinite(t).all(axis=-1) & np.isfinite(r).all(axis=-1)
-    if m.sum() < MIN_COMMON_PIXELS:
-        return None
-    return t, r, m
-
-
 def _own(p: Patch) -> np.ndarray:
     d = np.asarray(p.data)
     m = (np.asarray(p.weight) > 0) & np.isfinite(d).all(axis=-1)
     return d[m]
 
 
+def identity_gain(index: int, ref: Patch) -> TileGain:
+    nch = ref.data.shape[-1]
+    return TileGain(index, [1.0] * nch, [0.0] * nch, [], [], int((ref.weight > 0).sum()))
+
+
 def tile_gain(index: int, tile: Patch, ref: Patch, cfg: SdsConfig) -> TileGain:
     """Gain (and offset for ``linear``) of ``tile`` relative to ``ref``, clamped to the range."""
-    pair = _common(tile, ref)
-    if pair is not None:
-        t_img, r_img, mask = pair
+    area = common_area(tile, ref)
+    if area is not None:
+        t_img, r_img, mask = area
         t_px, r_px = t_img[mask], r_img[mask]
     else:
         t_px, r_px = _own(tile), _own(ref)
     nch = tile.data.shape[-1]
-    med_t = [_clipped_median(t_px[:, c]) for c in range(nch)]
-    med_r = [_clipped_median(r_px[:, c]) for c in range(nch)]
-    notes = [] if pair is not None else ["no sufficient overlap: medians over each tile"]
-    if cfg.renorm == "linear" and pair is not None:
-        a, b = fit_linear(t_img, r_img, mask)
-        gain, offset = [float(v) for v in np.ravel(a)], [float(v) for v in np.ravel(b)]
-    else:
-        if cfg.renorm == "linear":
-            notes.append("linear rule needs overlap: fell back to median_gain")
-        gain = [
-            mr / mt if mt and np.isfinite(mt) and mt > 0 else 1.0 for mt, mr in zip(med_t, med_r)
-        ]
-        offset = [0.0] * nch
+    med_t = [clipped_median(t_px[:, c]) for c in range(nch)]
+    med_r = [clipped_median(r_px[:, c]) for c in range(nch)]
+    notes = [] if area is not None else ["no sufficient overlap: medians over each tile"]
+    lum_t, lum_r = float(np.sum(med_t)), float(np.sum(med_r))
+    grey = lum_r / lum_t if np.isfinite(lum_t) and lum_t > 0 and np.isfinite(lum_r) else 1.0
+    gain = [grey] * nch  # DESIGN §4.3: one gain per tile, applied to the whole tile
+    if cfg.renorm == "linear":
+        slope, how = _linear_slope(tile, ref, area)
+        if slope is None:
+            notes.append("linear rule: too few common stars and no pixel fit; used median_gain")
+        else:
+            notes.append(f"linear gain from {how}")
+            gain = slope
     clamped = any(not (cfg.gain_min <= g <= cfg.gain_max) for g in gain)
     if clamped:
         log.warning(
@@ -127,52 +109,43 @@ def tile_gain(index: int, tile: Patch, ref: Patch, cfg: SdsConfig) -> TileGain:
         )
         notes.append(f"gain clamped to [{cfg.gain_min}, {cfg.gain_max}]")
         gain = [float(np.clip(g, cfg.gain_min, cfg.gain_max)) for g in gain]
-    common = 0 if pair is None else int(pair[2].sum())
+    offset = [0.0] * nch
+    if cfg.renorm == "linear":
+        offset = [mr - g * mt for g, mt, mr in zip(gain, med_t, med_r, strict=True)]
+    common = 0 if area is None else int(area[2].sum())
     return TileGain(index, gain, offset, med_t, med_r, common, clamped, notes=notes)
+
+
+def _linear_slope(tile: Patch, ref: Patch, area) -> tuple[list[float] | None, str]:
+    """Grey slope from common stars, else per-channel pixel regression, else None."""
+    fit = photometric_fit(tile, ref)
+    nch = tile.data.shape[-1]
+    if fit is not None:
+        return [fit.scale] * nch, f"{fit.n_stars} common stars"
+    if area is not None:
+        a, _, ok = fit_linear_info(*area)
+        if ok.all():
+            return [float(v) for v in a], "pixel regression"
+    return None, ""
 
 
 def apply_gain(data: np.ndarray, g: TileGain) -> np.ndarray:
     """gain · data + offset per channel (float32)."""
-    return (data * np.asarray(g.gain, np.float32) + np.asarray(g.offset, np.float32)).astype(
-        np.float32
-    )
+    gain, offset = np.asarray(g.gain, np.float32), np.asarray(g.offset, np.float32)
+    return (data * gain + offset).astype(np.float32)
 
 
-def star_check(
-    tile: Patch, ref: Patch, g: TileGain, min_snr: float = 30.0
-) -> tuple[float | None, int]:
-    """Median flux ratio (renormalised tile / reference) of stars seen in both, and their count.
+def star_check(tile: Patch, ref: Patch, g: TileGain) -> tuple[float | None, int]:
+    """Luminance flux ratio (renormalised tile / reference) of common stars, and their count.
 
-    Stars are detected on the reference's luminance over the common area; fluxes are aperture
-    sums (r = 6 px) above a local annulus background in both images.
+    Same estimator as the fit (clipped Σ-ratio) in a wider aperture, so a PSF or background
+    mismatch between the tiles shows up as a departure from 1.00.
     """
-    ov = overlap(tile, ref)
-    if ov is None:
+    area = common_area(tile, ref)
+    if area is None:
         return None, 0
-    st, sr = ov
-    t = apply_gain(np.asarray(tile.data[st]), g)
-    r = np.asarray(ref.data[sr], dtype=np.float32)
-    both = (np.asarray(tile.weight[st]) > 0) & (np.asarray(ref.weight[sr]) > 0)
-    lt = np.where(both, luminance(t), np.nan).astype(np.float32)
-    lr = np.where(both, luminance(r), np.nan).astype(np.float32)
-    if lr.shape[0] < 64 or lr.shape[1] < 64 or both.sum() < MIN_COMMON_PIXELS:
+    t_img, r_img, both = area
+    ft, fr = star_fluxes(apply_gain(t_img, g), r_img, both, CHECK_APERTURE_PX)
+    if ft.shape[0] == 0:
         return None, 0
-    objs, sub, rms = detect_stars(lr, 5.0)
-    if objs is None or len(objs) == 0:
-        return None, 0
-    objs = objs[(objs["flag"] == 0) & (objs["npix"] < 400)]
-    if len(objs) == 0:
-        return None, 0
-    ratios = []
-    fill_r = np.nan_to_num(lr, nan=float(np.nanmedian(lr)))
-    fill_t = np.nan_to_num(lt, nan=float(np.nanmedian(lt)))
-    fr, er, flag_r = sep.sum_circle(fill_r, objs["x"], objs["y"], 6.0, err=rms, bkgann=(9.0, 14.0))
-    ft, _, flag_t = sep.sum_circle(fill_t, objs["x"], objs["y"], 6.0, bkgann=(9.0, 14.0))
-    ok = (fr / np.maximum(er, 1e-9) > min_snr) & (flag_r == 0) & (flag_t == 0) & (fr > 0)
-    iy = np.clip(np.round(objs["y"]).astype(int), 0, both.shape[0] - 1)
-    ix = np.clip(np.round(objs["x"]).astype(int), 0, both.shape[1] - 1)
-    ok &= both[iy, ix]
-    ratios = ft[ok] / fr[ok]
-    if ratios.size == 0:
-        return None, 0
-    return float(np.median(ratios)), int(ratios.size)
+    return flux_ratio(ft.sum(axis=1), fr.sum(axis=1)), int(ft.shape[0])

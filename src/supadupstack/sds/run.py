@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +18,18 @@ from astropy.io import fits
 
 from supadupstack.canvas.canvas import Canvas
 from supadupstack.config import Config
+from supadupstack.execution.pool import process_pool
 from supadupstack.frames.model import Frame
 from supadupstack.sds.coadd import global_coadd
 from supadupstack.sds.megatile import MegaTile, build_megatile, load_patch
 from supadupstack.sds.planner import BatchPlan
-from supadupstack.sds.renorm import TileGain, choose_reference, star_check, tile_gain
+from supadupstack.sds.renorm import (
+    TileGain,
+    choose_reference,
+    identity_gain,
+    star_check,
+    tile_gain,
+)
 
 log = logging.getLogger("supadupstack.sds")
 
@@ -92,7 +98,7 @@ def build_megatiles(
         results = map(_one_batch, jobs)
         pool = None
     else:
-        pool = ProcessPoolExecutor(max_workers=min(workers, n))
+        pool = process_pool(min(workers, n))
         results = pool.map(_one_batch, jobs)
     try:
         for i, tile in enumerate(results):
@@ -123,11 +129,8 @@ def renormalise(tiles: list[MegaTile], canvas: Canvas, cfg: Config) -> tuple[int
     gains = []
     for t in tiles:
         patch = ref if t.index == tiles[ref_idx].index else load_patch(Path(t.path), memmap=False)
-        if patch is ref:
-            nch = ref.data.shape[-1]
-            g = TileGain(t.index, [1.0] * nch, [0.0] * nch, [], [], int((ref.weight > 0).sum()))
-        else:
-            g = tile_gain(t.index, patch, ref, cfg.sds)
+        is_ref = patch is ref
+        g = identity_gain(t.index, ref) if is_ref else tile_gain(t.index, patch, ref, cfg.sds)
         g.star_ratio, g.n_stars = star_check(patch, ref, g)
         log.info(
             "tile %d: gain %s offset %s star check %s (%d stars)",

@@ -112,20 +112,23 @@ def _winsorized(vals, keep, n, kl, kh, max_iter, buf):
         lo = m - 1.5 * s
         hi = m + 1.5 * s
         acc = 0.0
-        acc2 = 0.0
+        for i in range(k):
+            v = buf[i]
+            acc += lo if v < lo else (hi if v > hi else v)
+        m_new = acc / k
+        acc2 = 0.0  # two-pass variance: no cancellation when the samples nearly agree
         for i in range(k):
             v = buf[i]
             v = lo if v < lo else (hi if v > hi else v)
-            acc += v
-            acc2 += v * v
-        m_new = acc / k
-        var = acc2 / k - m_new * m_new
-        s_new = 1.134 * math.sqrt(var * k / (k - 1) if var > 0 else 0.0)
+            acc2 += (v - m_new) * (v - m_new)
+        s_new = 1.134 * math.sqrt(acc2 / (k - 1))
         done = abs(s_new - s) <= 5e-4 * s
         m = m_new
         s = s_new
         if done or s <= 0.0:
             break
+    if s <= 1e-6 * (abs(m) + 1.0):  # the samples agree to float precision: nothing to reject
+        return
     lo = m - kl * s
     hi = m + kh * s
     for i in range(n):
