@@ -10,6 +10,9 @@ half of ``cfg.memory_budget_mb`` (the other half is headroom for the caller's pa
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from supadupstack.canvas.resample import Patch
@@ -43,31 +46,40 @@ def _overlap(a: Box, b: Box) -> tuple[slice, slice, slice, slice] | None:
     )
 
 
+def _fit_one(p: Patch, rp: Patch, method: str) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(a, b, fell_back) of one patch against the reference patch."""
+    nch = p.data.shape[2]
+    ov = _overlap(p.box, rp.box)
+    if ov is None:
+        return np.ones(nch), np.zeros(nch), True
+    ry, rx, qy, qx = ov
+    x, r = p.data[ry, rx], rp.data[qy, qx]
+    mask = (p.weight[ry, rx] > 0) & (rp.weight[qy, qx] > 0)
+    if method == "background":
+        a, b = fit_background(x, r, mask)
+        return a, b, False
+    a, b, ok = fit_linear_info(x, r, mask)
+    return a, b, not ok.all()
+
+
 def _normalisation(
     patches: list[Patch], ref: int, method: str
 ) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """(a, b) of shape (N, C) and the samples whose linear fit fell back to an offset."""
+    """(a, b) of shape (N, C) and the samples whose linear fit fell back to an offset.
+
+    The per-sample fits run in a thread pool: they are numpy reductions that release the GIL.
+    """
     n, nch = len(patches), patches[0].data.shape[2]
     a, b = np.ones((n, nch)), np.zeros((n, nch))
     fallback: list[int] = []
     if method == "none":
         return a, b, fallback
-    rp = patches[ref]
-    for i, p in enumerate(patches):
-        if i == ref:
-            continue
-        ov = _overlap(p.box, rp.box)
-        if ov is None:
-            fallback.append(i)
-            continue
-        ry, rx, qy, qx = ov
-        x, r = p.data[ry, rx], rp.data[qy, qx]
-        mask = (p.weight[ry, rx] > 0) & (rp.weight[qy, qx] > 0)
-        if method == "background":
-            a[i], b[i] = fit_background(x, r, mask)
-        else:
-            a[i], b[i], ok = fit_linear_info(x, r, mask)
-            if not ok.all():
+    others = [i for i in range(n) if i != ref]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        fits = pool.map(lambda i: _fit_one(patches[i], patches[ref], method), others)
+        for i, (ai, bi, fell_back) in zip(others, fits, strict=True):
+            a[i], b[i] = ai, bi
+            if fell_back:
                 fallback.append(i)
     return a, b, fallback
 

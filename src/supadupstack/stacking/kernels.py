@@ -7,7 +7,7 @@ driver (normalise → reject → combine in one pass, no intermediate arrays). R
 - winsorized sigma: start at m = median, σ = 1.4826·MAD; iterate (≤ ``max_iter``)
   winsorising at m ± 1.5σ and re-estimating m = mean, σ = 1.134·std of the winsorised values
   (1.134 undoes the variance lost by winsorising a Gaussian at 1.5σ, as in Siril) until σ
-  changes by < 0.05 %; then reject once outside [m − κ_low σ, m + κ_high σ].
+  changes by < 0.5 %; then reject once outside [m − κ_low σ, m + κ_high σ].
   Winsorising at κσ itself (κ = 3) would let one outlier inflate σ without bound for N ≤ 9,
   and re-clipping the already clipped set would shrink σ and reject good samples.
 - kappa sigma: m = median, σ = std of the kept samples, reject outside m ± κσ, repeat.
@@ -122,7 +122,7 @@ def _winsorized(vals, keep, n, kl, kh, max_iter, buf):
             v = lo if v < lo else (hi if v > hi else v)
             acc2 += (v - m_new) * (v - m_new)
         s_new = 1.134 * math.sqrt(acc2 / (k - 1))
-        done = abs(s_new - s) <= 5e-4 * s
+        done = abs(s_new - s) <= 5e-3 * s  # 0.5 %: the 3σ clip cannot tell finer
         m = m_new
         s = s_new
         if done or s <= 0.0:
