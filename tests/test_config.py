@@ -87,3 +87,10 @@ def test_missing_and_invalid_toml(tmp_path) -> None:
     bad.write_text("[stacking\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_toml(bad)
+
+
+def test_none_is_a_valid_choice_string_not_null() -> None:
+    cfg = apply_overrides(Config(), ["astrometry.solver=none", "stacking.rejection=none"])
+    assert cfg.astrometry.solver == "none" and cfg.stacking.rejection == "none"
+    cfg = apply_overrides(Config(), ["canvas.pixel_scale_arcsec=none"])
+    assert cfg.canvas.pixel_scale_arcsec is None

@@ -56,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=("sds", "classic"), help="processing mode (default: sds)")
     p.add_argument("--plan", help="batch plan JSON to use instead of planning (SDS)")
     p.add_argument("--name", help="base name of the output files")
+    p.add_argument(
+        "--scheduler", metavar="ADDRESS", help="run batches on a dask.distributed cluster"
+    )
+    p.add_argument(
+        "--dask-local", type=int, metavar="N", help="start a local dask cluster of N workers"
+    )
 
     p = sub.add_parser("plan", parents=[common], help="write the SDS batch plan (JSON, PNG)")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="frames or folders (recursive)")
@@ -88,6 +94,10 @@ def load_config(args: argparse.Namespace) -> Config:
         cfg = apply_overrides(cfg, [f"mode={args.mode}"])
     if getattr(args, "name", None):
         cfg.output.name = args.name
+    if getattr(args, "scheduler", None):
+        cfg.execution.scheduler = args.scheduler
+    if getattr(args, "dask_local", None):
+        cfg = apply_overrides(cfg, [f"execution.dask_local={args.dask_local}"])
     return cfg
 
 

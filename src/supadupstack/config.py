@@ -141,12 +141,22 @@ class SdsConfig:
 @dataclass
 class ClassicConfig:
     group_distance: float = _opt(
-        0.5, "Group frames whose centres lie within this fraction of a frame.", lo=0.01, hi=5
+        0.5,
+        "Group frames whose centres lie within this fraction of the frame's short side.",
+        lo=0.01,
+        hi=5,
     )
     max_frames_per_tile: int = _opt(50, "Split larger groups in time order.", lo=2)
+    anchor: str = _opt(
+        "coverage",
+        "Harmonisation anchor tile (gain 1, offset 0): largest coverage, most central, or first.",
+        choices=("coverage", "central", "first"),
+    )
     gain_min: float = _opt(0.5, "Harmonisation gain clamp (low).", lo=0.01, hi=1)
     gain_max: float = _opt(2.0, "Harmonisation gain clamp (high).", lo=1, hi=100)
-    feather_px: int = _opt(64, "Width of the feathered tile edge.", lo=0)
+    feather_px: int = _opt(
+        64, "Width (tile pixels) over which a tile's weight falls to 0 at its edge.", lo=0
+    )
 
 
 @dataclass
@@ -253,7 +263,8 @@ def _coerce(key: str, f: dataclasses.Field, value: Any) -> Any:
     """Check one value against the field's type, choices and range; return it coerced."""
     m = f.metadata
     kind = _kind(f)
-    if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+    as_null = isinstance(value, str) and value.lower() in ("none", "null") and m.get("nullable")
+    if value is None or as_null:
         if m.get("nullable"):
             return None
         raise ConfigError(f"config key '{key}': null is not allowed; allowed: {_allowed(f)}")

@@ -14,8 +14,9 @@ from supadupstack.astrometry.register import attach_wcs
 from supadupstack.config import CalibrationConfig, Config
 from supadupstack.errors import FrameError, NothingUsableError, SupaDupError
 from supadupstack.execution.pool import process_pool
+from supadupstack.execution.progress import for_stage
 from supadupstack.frames.calibrate import calibrate_frame
-from supadupstack.frames.fits_io import load_pixels, read_frames, scan_inputs
+from supadupstack.frames.fits_io import drop_duplicates, load_pixels, read_frames, scan_inputs
 from supadupstack.frames.model import Frame, Skip
 from supadupstack.frames.quality import FrameQuality, gate_reasons, measure_quality
 from supadupstack.outputs.atomic import write_text_atomic
@@ -39,6 +40,22 @@ def worker_count(cfg: Config) -> int:
     return cfg.execution.workers or os.cpu_count() or 1
 
 
+def one_kind(frames: list[Frame]) -> tuple[list[Frame], list[Skip]]:
+    """Keep colour (Bayer/RGB) or mono frames, whichever are more; skip the others.
+
+    A mono frame cannot be stacked with colour ones (one channel against three).
+    """
+    colour = [f for f in frames if f.kind in ("bayer", "rgb")]
+    mono = [f for f in frames if f.kind == "mono"]
+    if not colour or not mono:
+        return frames, []
+    keep, drop, what = (
+        (colour, mono, "mono") if len(colour) >= len(mono) else (mono, colour, "colour")
+    )
+    majority = "colour" if what == "mono" else "mono"
+    return keep, [Skip(f.path, f"{what} frame among {majority} frames") for f in drop]
+
+
 def find_frames(inputs: list[str], cfg: Config) -> tuple[list[Frame], list[Skip]]:
     """Scan inputs and read headers; raise NothingUsableError when no frame is readable."""
     paths, skips = scan_inputs(
@@ -48,8 +65,12 @@ def find_frames(inputs: list[str], cfg: Config) -> tuple[list[Frame], list[Skip]
         where = ", ".join(str(i) for i in inputs)
         why = "; ".join(f"{s.path.name}: {s.reason}" for s in skips[:3])
         raise NothingUsableError(f"no FITS frames found in {where}" + (f" ({why})" if why else ""))
+    paths, dups = drop_duplicates(paths)
+    skips.extend(dups)
     frames, bad = read_frames(paths)
     skips.extend(bad)
+    frames, mixed = one_kind(frames)
+    skips.extend(mixed)
     if not frames:
         why = "; ".join(f"{s.path.name}: {s.reason}" for s in bad[:3])
         raise NothingUsableError(f"no usable frame among {len(paths)} file(s) ({why})")
@@ -160,6 +181,17 @@ class _RunLog:
             write_text_atomic(final, self.path.read_text(encoding="utf-8"))
 
 
+def remove_partial_files(folders: list[Path]) -> int:
+    """Delete temporary ``.NAME.*.part`` files a killed run left behind (never final files)."""
+    n = 0
+    for folder in folders:
+        if folder.is_dir():
+            for p in folder.glob(".*.part"):
+                p.unlink(missing_ok=True)
+                n += 1
+    return n
+
+
 def run(
     inputs: list[str], out_dir: Path, cfg: Config, plan_path: Path | None = None, progress=None
 ) -> dict:
@@ -173,19 +205,23 @@ def run(
     except OSError as exc:
         raise SupaDupError(f"cannot create output folder {out_dir}: {exc.strerror}") from None
     work_dir = Path(cfg.execution.workdir) if cfg.execution.workdir else out_dir / "work"
+    remove_partial_files([out_dir, work_dir, work_dir / "megatiles"])
     runlog = _RunLog(work_dir)
     log = logging.getLogger("supadupstack.run")
     name = cfg.output.name
     final_log = None
     try:
         log.info("run started: mode %s, inputs %s", cfg.mode, inputs)
-        frames, skips = frames_with_wcs(inputs, cfg, progress)
+        frames, skips = frames_with_wcs(inputs, cfg, for_stage(progress, "wcs"))
         for s in skips:
             log.info("skipped %s: %s", s.path, s.reason)
         log.info("%d frames with WCS, %d files skipped", len(frames), len(skips))
-        if cfg.mode != "sds":
-            raise SupaDupError('classic mode is not implemented yet; use mode = "sds"')
-        result = run_sds(frames, out_dir, work_dir, cfg, worker_count(cfg), plan_path, progress)
+        if cfg.mode == "classic":
+            from supadupstack.classic.run import run_classic
+
+            result = run_classic(frames, out_dir, work_dir, cfg, worker_count(cfg), progress)
+        else:
+            result = run_sds(frames, out_dir, work_dir, cfg, worker_count(cfg), plan_path, progress)
         report = result.report
         report["inputs"] = [str(i) for i in inputs]
         report["skipped_files"] = [{"path": str(s.path), "reason": s.reason} for s in skips]

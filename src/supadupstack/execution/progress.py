@@ -47,3 +47,13 @@ class Progress:
             self._last_decile = decile
             self.stream.write(f"{self.stage}: {self.done}/{self.total} ({elapsed:.1f}s)\n")
             self.stream.flush()
+
+
+def for_stage(progress, name: str):
+    """The same callback relabelled for a new stage (a fresh bar for a Progress)."""
+    if isinstance(progress, Progress):
+        progress.stage = name
+        progress.done = 0
+        progress.start = time.monotonic()
+        progress._last_decile = -1
+    return progress

@@ -6,6 +6,7 @@ so callers can skip the file and report why.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from collections.abc import Iterable
@@ -58,7 +59,10 @@ def scan_inputs(
             dirnames.sort()
             for fname in sorted(filenames):
                 fp = Path(dirpath) / fname
-                if not fname.lower().endswith(exts) or not fp.is_file():
+                if not fname.lower().endswith(exts):
+                    continue
+                if not fp.is_file():
+                    skips.append(Skip(fp, "unreadable: broken link or not a regular file"))
                     continue
                 why = _is_skipped_name(fname, include_stacked)
                 if why:
@@ -203,3 +207,34 @@ def read_frames(paths: Iterable[Path]) -> tuple[list[Frame], list[Skip]]:
         except FrameError as exc:
             skips.append(Skip(p, str(exc)))
     return frames, skips
+
+
+def content_key(path: Path, block: int = 1 << 20) -> str:
+    """A fingerprint of a file's content: its size and the hash of its first megabyte.
+
+    Two raw subs never share their first megabyte (header time stamp, noise), so equal keys
+    mean the same exposure copied under another name.
+    """
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        h.update(fh.read(block))
+    return f"{path.stat().st_size}:{h.hexdigest()}"
+
+
+def drop_duplicates(paths: list[Path]) -> tuple[list[Path], list[Skip]]:
+    """Keep the first of files with identical content; the others are skipped with a reason."""
+    seen: dict[str, Path] = {}
+    kept: list[Path] = []
+    skips: list[Skip] = []
+    for p in paths:
+        try:
+            key = content_key(p)
+        except OSError as exc:
+            skips.append(Skip(p, f"unreadable: {exc.strerror or exc}"))
+            continue
+        if key in seen:
+            skips.append(Skip(p, f"duplicate of {seen[key].name}"))
+            continue
+        seen[key] = p
+        kept.append(p)
+    return kept, skips

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -13,6 +14,8 @@ from supadupstack import __version__
 from supadupstack.canvas.canvas import Canvas, canvas_from_frames
 from supadupstack.config import Config
 from supadupstack.errors import NothingUsableError
+from supadupstack.execution.faults import checkpoint
+from supadupstack.execution.progress import for_stage
 from supadupstack.frames.model import Frame
 from supadupstack.frames.quality import measure_quality
 from supadupstack.outputs.write import write_fits, write_preview
@@ -59,7 +62,14 @@ def run_sds(
     plan_path: Path | None = None,
     progress=None,
 ) -> SdsResult:
-    """Run SDS on frames that all have a WCS; returns the report and output paths."""
+    """Run SDS on frames that all have a WCS; returns the report and output paths.
+
+    ``workers`` (> 0) overrides ``execution.workers`` for the local process pool.
+    """
+    if workers > 0:
+        cfg = dataclasses.replace(
+            cfg, execution=dataclasses.replace(cfg.execution, workers=workers)
+        )
     times: dict[str, float] = {}
     t_all = t = time.monotonic()
     canvas = make_canvas(frames, cfg)
@@ -68,15 +78,17 @@ def run_sds(
     log.info("plan: %d batches of %s frames", len(plan.batches), [len(b) for b in plan.batches])
     t = sds.timed(times, "plan", t)
     tiles = sds.build_megatiles(
-        plan, frames, canvas, cfg, work_dir / "megatiles", workers, progress
+        plan, frames, canvas, cfg, work_dir / "megatiles", for_stage(progress, "batches")
     )
     t = sds.timed(times, "megatiles", t)
     rejected = {p: r for tile in tiles for p, r in tile.rejected.items()}
     tiles = [tl for tl in tiles if tl.frames_used]
     if not tiles:
         raise NothingUsableError("every frame was rejected; see the report for reasons")
+    checkpoint("renorm")
     ref_idx, gains = sds.renormalise(tiles, canvas, cfg)
     t = sds.timed(times, "renorm", t)
+    checkpoint("coadd")
     image, coverage, coadd_facts = sds.coadd_tiles(tiles, gains, canvas, cfg)
     t = sds.timed(times, "coadd", t)
     mosaic = Mosaic.from_arrays(image, coverage, canvas.wcs)
@@ -103,6 +115,7 @@ def run_sds(
         cards[f"GAIN{g.index:03d}"] = (round(float(np.mean(g.gain)), 6), "mean gain of tile")
     name = cfg.output.name
     fits_path = write_fits(mosaic, out_dir / f"{name}.fits", cards)
+    checkpoint("save:fits")
     png_path = (
         write_preview(mosaic, out_dir / f"{name}.png", cfg.output) if cfg.output.png else None
     )

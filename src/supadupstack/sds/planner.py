@@ -67,20 +67,33 @@ def _time_key(frame: Frame):
 
 
 def plan_batches(frames: list[Frame], canvas: Canvas, cfg: SdsConfig) -> BatchPlan:
-    """Deterministic coverage-greedy batches in time order; every frame exactly once."""
+    """Deterministic coverage-greedy batches in time order; every frame exactly once.
+
+    Footprint masks are rasterised when needed and never all kept, so memory stays at a few
+    grids whatever the number of frames.
+    """
     if not frames:
         return BatchPlan(batches=[], coverage=[], params=_params(cfg))
     scale = plan_grid_scale(canvas, cfg.plan_grid)
     grid_shape = (max(1, round(canvas.shape[0] * scale)), max(1, round(canvas.shape[1] * scale)))
     ordered = sorted(frames, key=_time_key)
-    masks = [footprint_mask(f, canvas, scale, grid_shape) for f in ordered]
-    union_all = np.logical_or.reduce(masks)
-    total = max(int(union_all.sum()), 1)
 
+    def mask(i: int) -> np.ndarray:
+        return footprint_mask(ordered[i], canvas, scale, grid_shape)
+
+    union_all = np.zeros(grid_shape, bool)
+    for i in range(len(ordered)):
+        union_all |= mask(i)
+    total = max(int(union_all.sum()), 1)
     batches: list[list[int]] = []
     for session in split_sessions(ordered, cfg.session_gap_min):
-        batches.extend(_greedy(session, masks, grid_shape, total, cfg))
-    coverage = [float(np.logical_or.reduce([masks[i] for i in b]).sum() / total) for b in batches]
+        batches.extend(_greedy(session, mask, grid_shape, total, cfg))
+    coverage = []
+    for b in batches:
+        covered = np.zeros(grid_shape, bool)
+        for i in b:
+            covered |= mask(i)
+        coverage.append(float(covered.sum() / total))
     return BatchPlan(
         batches=[[str(ordered[i].path) for i in b] for b in batches],
         coverage=coverage,
@@ -102,14 +115,14 @@ def split_sessions(ordered: list[Frame], gap_min: float) -> list[list[int]]:
     return sessions
 
 
-def _greedy(session: list[int], masks, grid_shape, total: int, cfg: SdsConfig) -> list[list[int]]:
+def _greedy(session: list[int], mask, grid_shape, total: int, cfg: SdsConfig) -> list[list[int]]:
     """Coverage-greedy batches of one session (DESIGN §4.1 rule)."""
     batches: list[list[int]] = []
     current: list[int] = []
     covered = np.zeros(grid_shape, bool)
     for i in session:
         current.append(i)
-        covered |= masks[i]
+        covered |= mask(i)
         frac = covered.sum() / total
         full = len(current) >= cfg.min_batch_size and frac >= cfg.coverage_threshold
         if full or len(current) >= cfg.target_batch_size:

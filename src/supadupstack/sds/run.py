@@ -18,8 +18,10 @@ from astropy.io import fits
 
 from supadupstack.canvas.canvas import Canvas
 from supadupstack.config import Config
-from supadupstack.execution.pool import process_pool
+from supadupstack.execution import executor
+from supadupstack.execution.faults import checkpoint
 from supadupstack.frames.model import Frame
+from supadupstack.outputs.atomic import write_text_atomic
 from supadupstack.sds.coadd import global_coadd
 from supadupstack.sds.megatile import MegaTile, build_megatile, load_patch
 from supadupstack.sds.planner import BatchPlan
@@ -47,8 +49,12 @@ def batch_key(frames: list[Frame], canvas: Canvas, cfg: Config) -> str:
     return h.hexdigest()
 
 
-def _reuse(path: Path, key: str, index: int, frames: list[Frame]) -> MegaTile | None:
-    """A finished mega-tile with the same content key, from an earlier (killed) run."""
+def _reuse(path: Path, key: str) -> MegaTile | None:
+    """A finished mega-tile with the same content key, from an earlier (killed) run.
+
+    The FITS patch carries the key (PLANKEY) and the JSON beside it is written after it, so
+    a tile is reused only when both were completed.
+    """
     meta = path.with_suffix(".json")
     if not (path.exists() and meta.exists()):
         return None
@@ -56,68 +62,53 @@ def _reuse(path: Path, key: str, index: int, frames: list[Frame]) -> MegaTile | 
         if fits.getheader(path).get("PLANKEY") != key[:68]:
             return None
         doc = json.loads(meta.read_text())
-    except (OSError, ValueError):
+        doc["box"] = tuple(doc["box"])
+        doc["reused"] = True
+        return MegaTile(**doc)
+    except (OSError, ValueError, TypeError):
         return None
-    doc["box"] = tuple(doc["box"])
-    doc["reused"] = True
-    return MegaTile(**doc)
 
 
 def _one_batch(args) -> MegaTile:
     index, frames, canvas, cfg, tile_dir = args
     key = batch_key(frames, canvas, cfg)
     path = Path(tile_dir) / f"megatile_{index:03d}.fits"
-    done = _reuse(path, key, index, frames)
+    done = _reuse(path, key)
     if done is not None:
         return done
     tile = build_megatile(index, frames, canvas, cfg, Path(tile_dir), key)
-    from supadupstack.outputs.atomic import write_text_atomic
-
     write_text_atomic(path.with_suffix(".json"), json.dumps(dataclasses.asdict(tile)))
     return tile
 
 
 def build_megatiles(
-    plan: BatchPlan,
-    frames: list[Frame],
-    canvas: Canvas,
-    cfg: Config,
-    tile_dir: Path,
-    workers: int,
-    progress=None,
+    plan: BatchPlan, frames: list[Frame], canvas: Canvas, cfg: Config, tile_dir: Path, progress=None
 ) -> list[MegaTile]:
-    """All mega-tiles of the plan, batches in parallel (process pool)."""
+    """All mega-tiles of the plan; batches run in parallel on the configured backend."""
     by_path = {str(f.path): f for f in frames}
     jobs = [
         (i, [by_path[p] for p in b], canvas, cfg, str(tile_dir)) for i, b in enumerate(plan.batches)
     ]
     tile_dir.mkdir(parents=True, exist_ok=True)
-    tiles: list[MegaTile] = []
     n = len(jobs)
-    if workers <= 1 or n == 1:
-        results = map(_one_batch, jobs)
-        pool = None
-    else:
-        pool = process_pool(min(workers, n))
-        results = pool.map(_one_batch, jobs)
-    try:
-        for i, tile in enumerate(results):
-            tiles.append(tile)
-            state = "reused" if tile.reused else f"{tile.seconds:.1f}s"
-            log.info(
-                "batch %d/%d: %d frames used, %d rejected, %s",
-                i + 1,
-                n,
-                len(tile.frames_used),
-                len(tile.rejected),
-                state,
-            )
-            if progress:
-                progress(i + 1, n, f"batch {i + 1}")
-    finally:
-        if pool is not None:
-            pool.shutdown()
-    return tiles
+    log.info("mega-tiles: %d batches on %s", n, executor.describe(cfg.execution, n))
+    tiles: dict[int, MegaTile] = {}
+    for done, (i, tile) in enumerate(executor.run_jobs(_one_batch, jobs, cfg.execution), 1):
+        tiles[i] = tile
+        state = "reused from an earlier run" if tile.reused else f"{tile.seconds:.1f}s"
+        log.info(
+            "batch %d/%d (#%d): %d frames used, %d rejected, %s",
+            done,
+            n,
+            i,
+            len(tile.frames_used),
+            len(tile.rejected),
+            state,
+        )
+        checkpoint(f"megatile:{done}")
+        if progress:
+            progress(done, n, f"batch {i}")
+    return [tiles[i] for i in range(n)]
 
 
 def renormalise(tiles: list[MegaTile], canvas: Canvas, cfg: Config) -> tuple[int, list[TileGain]]:
