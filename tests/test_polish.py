@@ -83,3 +83,19 @@ def test_quality_crop_trims_bad_borders() -> None:
     facts = quality_crop(m)
     assert facts["box"] == [0, 288, 64, 384]
     assert m.shape == (288, 320)
+
+
+def test_two_pass_renorm_evens_low_coverage_borders() -> None:
+    h, w = 200, 300
+    cov = np.full((h, w), 20, np.float32)
+    cov[:, :60] = 5  # a border where few frames contribute
+    m = _mosaic(cov, level=100.0, noise=0.5)
+    m.image[:, :60] *= 0.9  # ... and whose level came out 10 % low
+    from supadupstack.polish.steps import two_pass_renorm
+
+    facts = two_pass_renorm(m, sigma=10.0, gain_min=0.85, gain_max=1.18)
+    assert facts["applied"] and facts["gain_max"] > 1.05
+    border = float(np.median(m.image[:, 5:40, 1]))
+    core = float(np.median(m.image[:, 150:, 1]))
+    assert abs(border / core - 1) < 0.04  # was 10 % low
+    assert abs(core - 100.0) < 0.5  # the well-covered area is untouched
