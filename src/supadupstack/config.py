@@ -185,6 +185,9 @@ class OutputConfig:
     preview_max_side: int = _opt(2048, "Longest side of the preview (pixels).", lo=64)
     stretch: str = _opt("asinh", "Preview stretch.", choices=("asinh", "mtf"))
     linked: bool = _opt(True, "Stretch channels with one linked curve.")
+    white_balance: str = _opt(
+        "stars", "Preview colour: stars white on average, or raw.", choices=("stars", "none")
+    )
 
 
 @dataclass

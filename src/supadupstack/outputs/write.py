@@ -16,6 +16,7 @@ from astropy.io import fits
 from supadupstack import __version__
 from supadupstack.config import OutputConfig
 from supadupstack.outputs.atomic import write_atomic, write_text_atomic
+from supadupstack.outputs.color import star_white_balance
 from supadupstack.polish.mosaic import Mosaic
 
 
@@ -98,7 +99,12 @@ def stretch(image: np.ndarray, valid: np.ndarray, method: str = "asinh", linked:
 def preview_rgba(m: Mosaic, cfg: OutputConfig) -> np.ndarray:
     """uint8 RGBA preview, longest side capped, FITS row 0 at the bottom (sky orientation)."""
     valid = (m.alpha > 0) & np.isfinite(m.image).all(axis=-1)
-    rgb = stretch(m.image, valid, cfg.stretch, cfg.linked)
+    image = m.image
+    if cfg.white_balance == "stars":
+        sky = np.array([np.median(image[..., c][valid]) for c in range(image.shape[-1])])
+        factors = star_white_balance(image, valid).astype(np.float32)
+        image = (image - sky.astype(np.float32)) * factors + sky.astype(np.float32)
+    rgb = stretch(image, valid, cfg.stretch, cfg.linked)
     if rgb.shape[-1] == 1:
         rgb = np.repeat(rgb, 3, axis=-1)
     # binary transparency: the feathered ALPHA of the FITS would glow on light backgrounds
