@@ -14,6 +14,8 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from numba import types
+from numba.typed import List
 
 from supadupstack.canvas.resample import Patch
 from supadupstack.config import StackingConfig
@@ -84,6 +86,33 @@ def _normalisation(
     return a, b, fallback
 
 
+_PLANES = types.Array(types.float32, 3, "A")
+_WEIGHTS = types.Array(types.float32, 2, "A")
+
+
+def _native32(a: np.ndarray) -> np.ndarray:
+    """The array itself when it is native-endian float32 (a view, no copy), else a copy."""
+    if a.dtype == np.float32 and a.dtype.isnative:
+        return a
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def _chunk_inputs(patches: list[Patch], chunk: Box):
+    """Typed lists of each patch's rows inside ``chunk`` (views when native float32, so
+    in-memory patches are never copied; memory-mapped big-endian FITS patches are converted
+    for these rows only) and their (row, column) offsets in the chunk."""
+    planes, weights = List.empty_list(_PLANES), List.empty_list(_WEIGHTS)
+    oy, ox = np.zeros(len(patches), np.int64), np.zeros(len(patches), np.int64)
+    cy0, cx0, nr, _ = chunk
+    for i, p in enumerate(patches):
+        r0 = min(max(cy0 - p.y0, 0), p.shape[0])
+        r1 = max(min(cy0 + nr - p.y0, p.shape[0]), r0)
+        planes.append(_native32(p.data[r0:r1]))
+        weights.append(_native32(p.weight[r0:r1]))
+        oy[i], ox[i] = p.y0 + r0 - cy0, p.x0 - cx0
+    return planes, weights, oy, ox
+
+
 def _chunk_rows(n: int, w: int, nch: int, budget_mb: int, h: int) -> int:
     per_row = n * w * (4 * nch + 4) + w * (4 * nch + 4)
     rows = int((budget_mb * 2**20 // 2) // max(per_row, 1))
@@ -145,25 +174,15 @@ def stack_patches(
     cov = np.empty((h, w), np.float32)
     counts = np.zeros(2, np.int64)
     n_chunks = 0
-    data = np.empty((n, rows, w, nch), np.float32)
-    wres = np.empty((n, rows, w), np.float32)
     for r0 in range(0, h, rows):
         nr = min(rows, h - r0)
-        if nr < rows:
-            data = np.empty((n, nr, w, nch), np.float32)
-            wres = np.empty((n, nr, w), np.float32)
-        wres.fill(0.0)  # data under zero weight is never read, so it needs no fill
-        for i, p in enumerate(patches):
-            ov = _overlap((by0 + r0, bx0, nr, w), p.box)
-            if ov is None:
-                continue
-            cy, cx, py, px = ov
-            data[i, cy, cx] = p.data[py, px]
-            wres[i, cy, cx] = p.weight[py, px]
+        planes, weights, oy, ox = _chunk_inputs(patches, (by0 + r0, bx0, nr, w))
         nrej = np.zeros((nr, 2), np.int64)
         kernels.stack_rows(
-            data,
-            wres,
+            planes,
+            weights,
+            oy,
+            ox,
             a,
             b,
             wn,
@@ -176,6 +195,7 @@ def stack_patches(
             cov[r0 : r0 + nr],
             nrej,
         )
+        del planes, weights
         counts += nrej.sum(axis=0)
         n_chunks += 1
     facts = {

@@ -66,6 +66,15 @@ def clipped_median(values: np.ndarray) -> float:
     return float(np.median(v)) if v.size else float("nan")
 
 
+def sky_sample_index(mask: np.ndarray, limit: int = 60_000) -> np.ndarray:
+    """Flat indices of the pixels ``clipped_median(image[mask])`` would use: the same regular
+    subsample of the masked pixels, found without copying the full-size masked image."""
+    idx = np.flatnonzero(mask)
+    if idx.size > limit:
+        idx = idx[:: idx.size // limit + 1]
+    return idx
+
+
 def common_area(x: Patch, ref: Patch):
     """(x image, ref image, mask of pixels valid in both) over the overlap, or None if small."""
     ov = overlap(x, ref)
@@ -147,7 +156,9 @@ def photometric_fit(x: Patch, ref: Patch, radius: float = FIT_APERTURE_PX) -> Ph
         return None
     scale = flux_ratio(fr.sum(axis=1), fx.sum(axis=1))
     nch = xi.shape[-1]
-    sky_x = [clipped_median(xi[..., c][both]) for c in range(nch)]
-    sky_r = [clipped_median(ri[..., c][both]) for c in range(nch)]
+    idx = sky_sample_index(both)
+    xf, rf = xi.reshape(-1, nch), ri.reshape(-1, nch)
+    sky_x = [clipped_median(xf[idx, c]) for c in range(nch)]
+    sky_r = [clipped_median(rf[idx, c]) for c in range(nch)]
     offset = [sr - scale * sx for sx, sr in zip(sky_x, sky_r, strict=True)]
     return PhotometricFit(scale, offset, int(fx.shape[0]), sky_x, sky_r)
