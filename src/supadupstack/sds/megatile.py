@@ -25,7 +25,7 @@ from supadupstack.frames.quality import FrameQuality, gate_reasons, measure_qual
 from supadupstack.outputs.atomic import write_atomic
 from supadupstack.stacking.engine import stack_patches
 from supadupstack.stacking.normalize import fit_linear_info
-from supadupstack.stacking.photometry import common_area, photometric_fit
+from supadupstack.stacking.photometry import common_area, photometric_fit, reference_stars
 
 
 @dataclass
@@ -121,10 +121,11 @@ def normalise_to_reference(
     a, b = np.ones((n, nch)), np.zeros((n, nch))
     transparency: list[float | None] = [None] * n
     transparency[ref] = 1.0
+    stars = reference_stars(patches[ref])
     for i, p in enumerate(patches):
         if i == ref:
             continue
-        fit = photometric_fit(p, patches[ref])
+        fit = photometric_fit(p, patches[ref], stars=stars)
         if fit is not None:
             a[i], b[i] = fit.scale, fit.offset
             transparency[i] = 1.0 / fit.scale if fit.scale > 0 else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import sep
 
@@ -90,29 +91,70 @@ def common_area(x: Patch, ref: Patch):
     return xi, ri, m
 
 
+def reference_stars(ref: Patch, detect_sigma: float = 5.0) -> tuple[np.ndarray, np.ndarray]:
+    """Canvas (x, y) of compact sources on a patch's luminance, to measure other patches at.
+
+    Detecting once on the reference and measuring every frame at those positions saves a
+    detection per frame; the selection stays unbiased because stars are kept or dropped by
+    their SNR on the *sum* of both images (``star_fluxes``), far above the detection limit.
+    """
+    lum = np.where(np.asarray(ref.weight) > 0, luminance(np.asarray(ref.data)), np.nan)
+    objs, _, _ = detect_stars(lum.astype(np.float32), detect_sigma)
+    if objs is None or len(objs) == 0:
+        return np.zeros(0), np.zeros(0)
+    objs = objs[(objs["flag"] == 0) & (objs["npix"] < 400)]
+    return objs["x"] + ref.x0, objs["y"] + ref.y0
+
+
+def _sum_noise(lum: np.ndarray, both: np.ndarray) -> float:
+    """Per-pixel σ of a luminance over ``both`` (1.4826·MAD of a regular subsample)."""
+    v = lum.ravel()[sky_sample_index(both)]
+    v = v[np.isfinite(v)]
+    return float(1.4826 * np.median(np.abs(v - np.median(v)))) if v.size else float("nan")
+
+
 def star_fluxes(
-    xi: np.ndarray, ri: np.ndarray, both: np.ndarray, radius: float, min_snr: float = 30.0
+    xi: np.ndarray,
+    ri: np.ndarray,
+    both: np.ndarray,
+    radius: float,
+    min_snr: float = 30.0,
+    positions: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Aperture fluxes (n, C) in x and ref of stars both show (SNR ≥ min_snr on their sum).
 
-    Stars are detected and selected on the sum of both luminances, so noise in neither image
-    biases the selection (selecting on one image alone favours its upward fluctuations and
-    biases the flux ratio by ~1 %). Sums in a circle of ``radius`` px minus the annulus
+    Stars are selected on the sum of both luminances, so noise in neither image biases the
+    selection (selecting on one image alone favours its upward fluctuations and biases the
+    flux ratio by ~1 %). They are detected on that sum, or taken from ``positions`` (x, y in
+    the pixels of ``xi``/``ri``). Sums in a circle of ``radius`` px minus the annulus
     background (1.5–2.5 radii); every aperture lies wholly inside ``both``. Empty arrays when
     no star qualifies.
     """
     nch = xi.shape[-1]
     empty = np.zeros((0, nch)), np.zeros((0, nch))
     lum_r = np.where(both, luminance(ri) + luminance(xi), np.nan).astype(np.float32)
-    objs, _, rms = detect_stars(lum_r, 5.0)
-    if objs is None or len(objs) == 0:
-        return empty
-    objs = objs[(objs["flag"] == 0) & (objs["npix"] < 400)]
-    if len(objs) == 0:
+    if positions is None:
+        objs, _, rms = detect_stars(lum_r, 5.0)
+        if objs is None or len(objs) == 0:
+            return empty
+        objs = objs[(objs["flag"] == 0) & (objs["npix"] < 400)]
+        x, y = objs["x"], objs["y"]
+    else:
+        x, y = (np.asarray(v, dtype=np.float64) for v in positions)
+        inside = (x >= radius) & (y >= radius)
+        inside &= (x < both.shape[1] - radius) & (y < both.shape[0] - radius)
+        x, y = x[inside], y[inside]
+        rms = _sum_noise(lum_r, both)
+    # whole aperture and annulus inside the common area (sep refuses an all-masked annulus)
+    r_out = int(np.ceil(2.5 * radius))
+    inner = cv2.erode(both.view(np.uint8), np.ones((2 * r_out + 1, 2 * r_out + 1), np.uint8))
+    ix = np.clip(np.round(x).astype(int), 0, both.shape[1] - 1)
+    iy = np.clip(np.round(y).astype(int), 0, both.shape[0] - 1)
+    x, y = x[inner[iy, ix] > 0], y[inner[iy, ix] > 0]
+    if len(x) == 0 or not np.isfinite(rms):
         return empty
     holes = ~both
     ann = (1.5 * radius, 2.5 * radius)
-    x, y = objs["x"], objs["y"]
     lum = np.ascontiguousarray(np.nan_to_num(lum_r, nan=0.0), dtype=np.float32)
     f, e, flag = sep.sum_circle(lum, x, y, radius, err=rms, mask=holes, bkgann=ann)
     keep = (flag == 0) & (f > 0) & (f / np.maximum(e, 1e-9) >= min_snr)
@@ -145,13 +187,25 @@ def flux_ratio(f_ref: np.ndarray, f_x: np.ndarray) -> float:
     return float(f_ref[keep].sum() / f_x[keep].sum())
 
 
-def photometric_fit(x: Patch, ref: Patch, radius: float = FIT_APERTURE_PX) -> PhotometricFit | None:
-    """Grey scale from common stars + per-channel sky offset; None without enough stars."""
+def photometric_fit(
+    x: Patch,
+    ref: Patch,
+    radius: float = FIT_APERTURE_PX,
+    stars: tuple[np.ndarray, np.ndarray] | None = None,
+) -> PhotometricFit | None:
+    """Grey scale from common stars + per-channel sky offset; None without enough stars.
+
+    ``stars``: canvas (x, y) of candidate stars (``reference_stars(ref)``), else detected.
+    """
     area = common_area(x, ref)
     if area is None:
         return None
     xi, ri, both = area
-    fx, fr = star_fluxes(xi, ri, both, radius)
+    positions = None
+    if stars is not None:
+        oy, ox = max(x.y0, ref.y0), max(x.x0, ref.x0)  # canvas origin of the common area
+        positions = (stars[0] - ox, stars[1] - oy)
+    fx, fr = star_fluxes(xi, ri, both, radius, positions=positions)
     if fx.shape[0] < MIN_STARS:
         return None
     scale = flux_ratio(fr.sum(axis=1), fx.sum(axis=1))
