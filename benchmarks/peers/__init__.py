@@ -1,0 +1,2 @@
+"""Helpers of ``benchmarks/compare_peers.py``: the peer tools (reproject baseline, SWarp),
+the shared output grid, process-tree memory monitoring and the results table."""
