@@ -130,17 +130,37 @@ def cmd_simulate(args: argparse.Namespace, cfg: Config) -> int:
 def _print_run(report: dict) -> None:
     out = report["output"]
     tiles = report["tiles"]
+    classic = report.get("mode") == "classic"
+    what = "master tiles" if classic else "batches"
     print(
-        f"SDS: {len(report['frames_used'])} frames in {len(tiles)} batches, "
-        f"{len(report['frames_rejected'])} rejected, {report['seconds']['total']:.1f}s"
+        f"{'classic' if classic else 'SDS'}: {len(report['frames_used'])} frames in "
+        f"{len(tiles)} {what}, {len(report['frames_rejected'])} rejected, "
+        f"{report['seconds']['total']:.1f}s"
     )
     for r in report["frames_rejected"]:
         print(f"rejected: {Path(r['path']).name}: {r['reason']}")
+    for s in report.get("skipped_groups", []):
+        print(f"skipped: group {s['group']} ({s['frames']} frames): {s['reason']}")
     for t in tiles:
-        ratio = _fmt(t["star_ratio"], ".3f")
         gains = ", ".join(f"{g:.4f}" for g in t["gain"])
+        if classic:
+            offs = ", ".join(f"{o:.1f}" for o in t["offset"])
+            ref = " (anchor)" if t["anchor"] else ""
+            print(
+                f"  tile {t['index']}: {t['frames']} frames, gain [{gains}], offset [{offs}]{ref}"
+            )
+            continue
+        ratio = _fmt(t["star_ratio"], ".3f")
         ref = " (reference)" if t["reference"] else ""
         print(f"  tile {t['index']}: {t['frames']} frames, gain [{gains}], star check {ratio}{ref}")
+    if classic:
+        h = report["harmonisation"]
+        rms = h.get("offset_rms_adu")
+        print(
+            f"  harmonisation: {len(h['pairs'])} overlapping pairs, residual gain rms "
+            f"{_fmt(h.get('gain_rms'), '.4f')}, sky rms "
+            f"[{', '.join(f'{v:.2f}' for v in rms) if rms else '-'}] ADU"
+        )
     for key in ("fits", "png", "report", "log"):
         if out.get(key):
             print(f"{key + ':':<8}{out[key]}")
