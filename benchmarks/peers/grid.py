@@ -14,11 +14,11 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 
+from supadupstack.canvas.canvas import canvas_for_frames
 from supadupstack.config import Config
 from supadupstack.errors import SupaDupError
 from supadupstack.frames.model import Frame
 from supadupstack.pipeline import frames_with_wcs
-from supadupstack.sds.mode import make_canvas
 
 
 def load_frames(frames_dir: Path, cfg: Config) -> list[Frame]:
@@ -29,7 +29,7 @@ def load_frames(frames_dir: Path, cfg: Config) -> list[Frame]:
 
 def save_grid(frames: list[Frame], cfg: Config, path: Path) -> tuple[WCS, tuple[int, int]]:
     """Build SDS's canvas for ``frames`` and store it as a header-only FITS file."""
-    canvas = make_canvas(frames, cfg)
+    canvas = canvas_for_frames(frames, cfg.canvas)
     hdr = canvas.wcs.to_header()
     hdr["GRIDW"] = (canvas.width, "grid width, pixels")
     hdr["GRIDH"] = (canvas.height, "grid height, pixels")

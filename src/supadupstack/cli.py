@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from supadupstack import __version__
@@ -128,3 +129,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("supadupstack: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141

@@ -175,12 +175,12 @@ def cmd_run(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def cmd_plan(args: argparse.Namespace, cfg: Config) -> int:
-    from supadupstack.sds.mode import make_canvas
+    from supadupstack.canvas.canvas import canvas_for_frames
     from supadupstack.sds.planner import draw_plan, plan_batches, save_plan
 
     frames, skips = pipeline.frames_with_wcs(args.inputs, cfg, Progress("solve", 0, args.quiet))
     _print_skips(skips)
-    canvas = make_canvas(frames, cfg)
+    canvas = canvas_for_frames(frames, cfg.canvas)
     plan = plan_batches(frames, canvas, cfg.sds)
     save_plan(plan, Path(args.out))
     if args.png:

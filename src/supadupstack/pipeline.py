@@ -6,14 +6,13 @@ The CLI calls these; stages never import this module.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from supadupstack.astrometry.register import attach_wcs
 from supadupstack.config import CalibrationConfig, Config
 from supadupstack.errors import FrameError, NothingUsableError, SupaDupError
-from supadupstack.execution.pool import process_pool
+from supadupstack.execution import executor
 from supadupstack.execution.progress import for_stage
 from supadupstack.frames.calibrate import calibrate_frame
 from supadupstack.frames.fits_io import drop_duplicates, load_pixels, read_frames, scan_inputs
@@ -34,10 +33,6 @@ class Survey:
     @property
     def accepted(self) -> list[Frame]:
         return [f for f, v in zip(self.frames, self.verdicts, strict=False) if v is None]
-
-
-def worker_count(cfg: Config) -> int:
-    return cfg.execution.workers or os.cpu_count() or 1
 
 
 def one_kind(frames: list[Frame]) -> tuple[list[Frame], list[Skip]]:
@@ -88,22 +83,14 @@ def _measure_one(args: tuple[Frame, CalibrationConfig, float]) -> FrameQuality |
 
 
 def measure_frames(frames: list[Frame], cfg: Config, progress=None) -> list[FrameQuality | str]:
-    """Calibrate and measure every frame in a process pool; a str result is a read failure."""
+    """Calibrate and measure every frame on the configured backend; a str is a read failure."""
     jobs = [(f, cfg.calibration, cfg.quality.detect_sigma) for f in frames]
-    workers = min(worker_count(cfg), max(len(jobs), 1))
-    results: list[FrameQuality | str] = []
-    if workers <= 1:
-        for i, job in enumerate(jobs):
-            results.append(_measure_one(job))
-            if progress:
-                progress(i + 1, len(jobs), job[0].name)
-        return results
-    with process_pool(workers) as pool:
-        for i, res in enumerate(pool.map(_measure_one, jobs, chunksize=1)):
-            results.append(res)
-            if progress:
-                progress(i + 1, len(jobs), jobs[i][0].name)
-    return results
+    results: list[FrameQuality | str | None] = [None] * len(jobs)
+    for done, (i, res) in enumerate(executor.run_jobs(_measure_one, jobs, cfg.execution), 1):
+        results[i] = res
+        if progress:
+            progress(done, len(jobs), jobs[i][0].name)
+    return results  # type: ignore[return-value]
 
 
 def survey(
@@ -219,9 +206,9 @@ def run(
         if cfg.mode == "classic":
             from supadupstack.classic.run import run_classic
 
-            result = run_classic(frames, out_dir, work_dir, cfg, worker_count(cfg), progress)
+            result = run_classic(frames, out_dir, work_dir, cfg, progress)
         else:
-            result = run_sds(frames, out_dir, work_dir, cfg, worker_count(cfg), plan_path, progress)
+            result = run_sds(frames, out_dir, work_dir, cfg, plan_path, progress)
         report = result.report
         report["inputs"] = [str(i) for i in inputs]
         report["skipped_files"] = [{"path": str(s.path), "reason": s.reason} for s in skips]

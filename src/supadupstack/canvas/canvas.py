@@ -173,3 +173,8 @@ def canvas_from_frames(
     foots = [frame_footprint(w, s[1], s[0], n_edge) for w, s in zip(wcs_list, sizes, strict=True)]
     scales = [pixel_scale_arcsec(w) for w in wcs_list]
     return build_canvas(foots, scales, cfg)
+
+
+def canvas_for_frames(frames, cfg: CanvasConfig) -> Canvas:
+    """Canvas for ``Frame`` records that carry a WCS (``frame.wcs``, width, height)."""
+    return canvas_from_frames([f.wcs for f in frames], [(f.height, f.width) for f in frames], cfg)

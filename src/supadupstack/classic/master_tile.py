@@ -28,17 +28,11 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from supadupstack.canvas.canvas import Canvas, frame_footprint
-from supadupstack.canvas.resample import Patch, resample_to_canvas
+from supadupstack.canvas.resample import Patch
 from supadupstack.config import Config
-from supadupstack.errors import FrameError
-from supadupstack.frames.calibrate import calibrate_frame
-from supadupstack.frames.fits_io import load_pixels
 from supadupstack.frames.model import Frame
-from supadupstack.frames.quality import FrameQuality, gate_reasons, measure_quality
 from supadupstack.outputs.atomic import write_atomic
-from supadupstack.stacking.engine import stack_patches
-from supadupstack.stacking.normalize import fit_linear_info
-from supadupstack.stacking.photometry import common_area, photometric_fit
+from supadupstack.stacking.frameset import stack_frames
 
 
 @dataclass
@@ -106,67 +100,6 @@ def local_canvas(
     return Canvas(wcs=wcs, shape=(int(height), int(width))), (fy + sy, fx + sx)
 
 
-def load_and_gate(frames: list[Frame], cfg: Config):
-    """Calibrate and measure each frame; (images, qualities, kept frames, rejected {path: why})."""
-    images, qualities, kept, rejected = [], [], [], {}
-    for f in frames:
-        try:
-            img = calibrate_frame(f, load_pixels(f), cfg.calibration)
-        except FrameError as exc:
-            rejected[str(f.path)] = str(exc)
-            continue
-        images.append(img)
-        qualities.append(measure_quality(img, cfg.quality.detect_sigma))
-        kept.append(f)
-    reasons = gate_reasons(qualities, cfg.quality) if qualities else []
-    keep = [i for i, r in enumerate(reasons) if r is None]
-    for i, r in enumerate(reasons):
-        if r is not None:
-            rejected[str(kept[i].path)] = r
-    return (
-        [images[i] for i in keep],
-        [qualities[i] for i in keep],
-        [kept[i] for i in keep],
-        rejected,
-    )
-
-
-def choose_reference(qualities: list[FrameQuality]) -> int:
-    """Best frame: smallest FWHM/median + noise/median, ties broken towards the middle."""
-    fwhm = np.array([q.fwhm_px if np.isfinite(q.fwhm_px) else np.inf for q in qualities])
-    noise = np.array([float(np.mean(q.noise)) for q in qualities])
-    med_f = float(np.median(fwhm[np.isfinite(fwhm)])) if np.isfinite(fwhm).any() else 1.0
-    score = fwhm / med_f + noise / max(float(np.median(noise)), 1e-9)
-    mid = (len(qualities) - 1) / 2
-    return sorted(range(len(qualities)), key=lambda i: (round(score[i], 3), abs(i - mid)))[0]
-
-
-def frame_coefficients(
-    patches: list[Patch], ref: int
-) -> tuple[np.ndarray, np.ndarray, list[float | None]]:
-    """Per-frame (scale, offset) (N, C) onto the reference, and transparencies (1/scale).
-
-    Scale from common stars (grey) + sky offset; pixel regression when stars are too few
-    (transparency then unknown: None); identity when the frames share too little.
-    """
-    n, nch = len(patches), patches[ref].data.shape[-1]
-    a, b = np.ones((n, nch)), np.zeros((n, nch))
-    transparency: list[float | None] = [None] * n
-    transparency[ref] = 1.0
-    for i, p in enumerate(patches):
-        if i == ref:
-            continue
-        fit = photometric_fit(p, patches[ref])
-        if fit is not None:
-            a[i], b[i] = fit.scale, fit.offset
-            transparency[i] = 1.0 / fit.scale if fit.scale > 0 else None
-            continue
-        area = common_area(p, patches[ref])
-        if area is not None:
-            a[i], b[i], _ = fit_linear_info(*area)
-    return a, b, transparency
-
-
 def save_tile(path: Path, patch: Patch, wcs: WCS, cards: dict) -> Path:
     """Write a tile: primary (C, h, w) float32 with its local WCS, ``COVERAGE`` (h, w)."""
     hdr = wcs.to_header()
@@ -211,53 +144,24 @@ def build_master_tile(
     """Gate, resample onto the local grid, normalise, reject and combine one group."""
     t0 = time.monotonic()
     local, _ = local_canvas(frames, canvas, centre)
-    images, qualities, kept, rejected = load_and_gate(frames, cfg)
-    patches, used = [], []
-    for img, q, f in zip(images, qualities, kept, strict=True):
-        patch = resample_to_canvas(
-            img, f.wcs, local, cfg.resample.kernel, cfg.resample.grid_step_px
-        )
-        if patch is None:
-            rejected[str(f.path)] = "does not overlap its group's tile"
-            continue
-        patches.append(patch)
-        used.append((f, q))
-    del images
-    if not patches:
-        return MasterTile(index, "", [], rejected, centre=centre, seconds=time.monotonic() - t0)
-    ref = choose_reference([q for _, q in used])
-    a, b, transparency = frame_coefficients(patches, ref)
-    min_t = cfg.quality.min_transparency
-    keep = [i for i, t in enumerate(transparency) if t is None or t >= min_t]
-    for i in sorted(set(range(len(patches))) - set(keep)):
-        rejected[str(used[i][0].path)] = (
-            f"transparency {transparency[i]:.2f} of the tile reference < {min_t:g} (clouds?)"
-        )
-    ref = keep.index(ref)
-    patches, used = [patches[i] for i in keep], [used[i] for i in keep]
-    coefficients = (a[keep], b[keep]) if cfg.stacking.normalization == "linear_fit" else None
-    noises = [np.asarray(q.noise, dtype=np.float64) for _, q in used]
-    stacked, facts = stack_patches(
-        patches, cfg.stacking, reference=ref, noise=noises, coefficients=coefficients
-    )
-    del patches
-    tile = _patch_on(local, stacked)
-    scale = np.abs(np.asarray(facts["scale"], dtype=np.float64))
-    noise = [float(v) for v in np.nanmedian(np.array(noises) * scale, axis=0)]
-    cards = {"TILEIDX": index, "NFRAMES": len(used), "TILEKEY": key[:68]}
+    fs = stack_frames(frames, local, cfg, unit="tile")
+    if fs.patch is None:
+        return MasterTile(index, "", [], fs.rejected, centre=centre, seconds=time.monotonic() - t0)
+    tile = _patch_on(local, fs.patch)
+    cards = {"TILEIDX": index, "NFRAMES": len(fs.used), "TILEKEY": key[:68]}
     save_tile(path, tile, local.wcs, cards)
     return MasterTile(
         index=index,
         path=str(path),
-        frames_used=[str(f.path) for f, _ in used],
-        rejected=rejected,
-        reference_frame=str(used[ref][0].path),
+        frames_used=[str(f.path) for f, _ in fs.used],
+        rejected=fs.rejected,
+        reference_frame=fs.reference_frame,
         centre=centre,
         shape=local.shape,
         coverage_sum=float(tile.weight.sum()),
-        noise=noise,
-        transparency=[transparency[i] for i in keep],
-        rejected_pixel_fraction=float(facts["rejected_fraction"]),
+        noise=fs.noise,
+        transparency=fs.transparency,
+        rejected_pixel_fraction=fs.rejected_pixel_fraction,
         seconds=time.monotonic() - t0,
     )
 

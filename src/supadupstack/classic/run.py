@@ -23,7 +23,7 @@ import numpy as np
 from astropy.io import fits
 
 from supadupstack import __version__
-from supadupstack.canvas.canvas import Canvas, canvas_from_frames
+from supadupstack.canvas.canvas import Canvas, canvas_for_frames
 from supadupstack.classic.assembly import assemble
 from supadupstack.classic.groups import Group, group_frames
 from supadupstack.classic.harmonize import (
@@ -37,9 +37,8 @@ from supadupstack.config import Config
 from supadupstack.errors import NothingUsableError
 from supadupstack.execution.executor import run_jobs
 from supadupstack.frames.model import Frame
-from supadupstack.frames.quality import measure_quality
 from supadupstack.outputs.atomic import write_text_atomic
-from supadupstack.outputs.write import write_fits, write_preview
+from supadupstack.outputs.products import output_summary, save_products
 from supadupstack.polish.mosaic import Mosaic
 from supadupstack.polish.steps import polish
 
@@ -130,22 +129,12 @@ def run_classic(
     out_dir: Path,
     work_dir: Path,
     cfg: Config,
-    workers: int = 0,
     progress=None,
 ) -> ClassicResult:
-    """Run classic mode on frames that all have a WCS; returns the report and output paths.
-
-    ``workers`` (> 0) overrides ``execution.workers`` for the local process pool.
-    """
-    if workers > 0:
-        cfg = dataclasses.replace(
-            cfg, execution=dataclasses.replace(cfg.execution, workers=workers)
-        )
+    """Run classic mode on frames that all have a WCS; returns the report and output paths."""
     times: dict[str, float] = {}
     t_all = t = time.monotonic()
-    canvas = canvas_from_frames(
-        [f.wcs for f in frames], [(f.height, f.width) for f in frames], cfg.canvas
-    )
+    canvas = canvas_for_frames(frames, cfg.canvas)
     log.info('canvas %dx%d px at %.3f"/px', canvas.shape[1], canvas.shape[0], canvas.scale_arcsec)
     groups = group_frames(frames, cfg.classic)
     log.info("groups: %d of %s frames", len(groups), [len(g.frames) for g in groups])
@@ -190,7 +179,6 @@ def run_classic(
     used = [p for tile in tiles for p in tile.frames_used]
     by_path = {str(f.path): f for f in frames}
     exposure = float(sum(by_path[p].exposure_s or 0.0 for p in used))
-    final = measure_quality(mosaic.image) if mosaic.alpha.any() else None
     anchor = next(h.index for h in harmony if h.anchor)
     cards = {
         "SDSMODE": ("classic", "supadupstack mode"),
@@ -203,13 +191,7 @@ def run_classic(
     }
     for h in harmony:
         cards[f"GAIN{h.index:03d}"] = (round(float(np.mean(h.gain)), 6), "mean gain of tile")
-    name = cfg.output.name
-    fits_path = write_fits(mosaic, out_dir / f"{name}.fits", cards)
-    png_path = (
-        write_preview(mosaic, out_dir / f"{name}.png", cfg.output) if cfg.output.png else None
-    )
-    if cfg.output.jpg:
-        write_preview(mosaic, out_dir / f"{name}.jpg", cfg.output)
+    fits_path, png_path = save_products(mosaic, out_dir, cfg.output, cards)
     t = _timed(times, "save", t)
     times["total"] = round(time.monotonic() - t_all, 3)
     report = {
@@ -229,16 +211,7 @@ def run_classic(
         },
         "assembly": a_facts,
         "polish": polish_facts,
-        "output": {
-            "fits": str(fits_path),
-            "png": str(png_path) if png_path else None,
-            "shape": list(mosaic.shape),
-            "coverage_max": float(mosaic.coverage.max()) if mosaic.coverage.size else 0.0,
-            "valid_fraction": float((mosaic.alpha > 0).mean()) if mosaic.alpha.size else 0.0,
-            "noise": final.noise if final else None,
-            "fwhm_px": final.fwhm_px if final else None,
-            "total_exposure_s": exposure,
-        },
+        "output": output_summary(mosaic, fits_path, png_path, exposure),
         "seconds": times,
     }
     log.info("classic done in %.1fs: %d frames, %d tiles", times["total"], len(used), len(tiles))

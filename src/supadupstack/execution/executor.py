@@ -22,7 +22,7 @@ from typing import Any
 
 from supadupstack.config import ExecutionConfig
 from supadupstack.errors import SupaDupError
-from supadupstack.execution.pool import process_pool
+from supadupstack.execution.pool import limit_threads, process_pool
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,7 @@ def _dask_client(cfg: ExecutionConfig):
         dashboard_address=None,
     )
     with cluster, Client(cluster) as client:
+        client.run(limit_threads, max(1, (os.cpu_count() or 1) // cfg.dask_local))
         yield client
 
 

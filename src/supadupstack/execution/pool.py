@@ -2,8 +2,8 @@
 
 A plain ``fork`` of a process that has already run an OpenMP-threaded numba kernel aborts
 ("fork() called from a process already using GNU OpenMP"), so workers start from a
-``forkserver``. Each worker limits numba to its share of the cores, so N workers × threads
-never oversubscribe the machine.
+``forkserver``. Each worker limits numba and OpenCV to its share of the cores, so N workers ×
+threads never oversubscribe the machine.
 """
 
 from __future__ import annotations
@@ -13,10 +13,13 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 
 
-def _limit_threads(threads: int) -> None:
+def limit_threads(threads: int) -> None:
+    """Give each worker its share of the cores in numba and OpenCV (both default to all)."""
+    import cv2
     import numba
 
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    cv2.setNumThreads(threads)
 
 
 def process_pool(workers: int) -> ProcessPoolExecutor:
@@ -26,6 +29,6 @@ def process_pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(
         max_workers=workers,
         mp_context=ctx,
-        initializer=_limit_threads,
+        initializer=limit_threads,
         initargs=(max(1, cores // max(workers, 1)),),
     )

@@ -39,6 +39,6 @@ def global_coadd(
     b = np.array([g.offset for g in gains], dtype=np.float64)
     sigma = np.array(noises, dtype=np.float64)  # the engine scales it by |gain|
     patch, facts = stack_patches(
-        tiles, stack_cfg, reference=None, noise=list(sigma), box=(0, 0, h, w), coefficients=(a, b)
+        tiles, stack_cfg, reference=0, noise=list(sigma), box=(0, 0, h, w), coefficients=(a, b)
     )
     return patch.data, patch.weight, facts

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -11,14 +10,13 @@ from pathlib import Path
 import numpy as np
 
 from supadupstack import __version__
-from supadupstack.canvas.canvas import Canvas, canvas_from_frames
+from supadupstack.canvas.canvas import canvas_for_frames
 from supadupstack.config import Config
 from supadupstack.errors import NothingUsableError
 from supadupstack.execution.faults import checkpoint
 from supadupstack.execution.progress import for_stage
 from supadupstack.frames.model import Frame
-from supadupstack.frames.quality import measure_quality
-from supadupstack.outputs.write import write_fits, write_preview
+from supadupstack.outputs.products import output_summary, save_products
 from supadupstack.polish.mosaic import Mosaic
 from supadupstack.polish.steps import polish
 from supadupstack.sds import run as sds
@@ -32,12 +30,6 @@ class SdsResult:
     report: dict
     fits_path: Path
     png_path: Path | None
-
-
-def make_canvas(frames: list[Frame], cfg: Config) -> Canvas:
-    return canvas_from_frames(
-        [f.wcs for f in frames], [(f.height, f.width) for f in frames], cfg.canvas
-    )
 
 
 def make_plan(frames, canvas, cfg, out_dir: Path, plan_path: Path | None):
@@ -58,21 +50,13 @@ def run_sds(
     out_dir: Path,
     work_dir: Path,
     cfg: Config,
-    workers: int,
     plan_path: Path | None = None,
     progress=None,
 ) -> SdsResult:
-    """Run SDS on frames that all have a WCS; returns the report and output paths.
-
-    ``workers`` (> 0) overrides ``execution.workers`` for the local process pool.
-    """
-    if workers > 0:
-        cfg = dataclasses.replace(
-            cfg, execution=dataclasses.replace(cfg.execution, workers=workers)
-        )
+    """Run SDS on frames that all have a WCS; returns the report and output paths."""
     times: dict[str, float] = {}
     t_all = t = time.monotonic()
-    canvas = make_canvas(frames, cfg)
+    canvas = canvas_for_frames(frames, cfg.canvas)
     log.info('canvas %dx%d px at %.3f"/px', canvas.shape[1], canvas.shape[0], canvas.scale_arcsec)
     plan, plan_notes = make_plan(frames, canvas, cfg, out_dir, plan_path)
     log.info("plan: %d batches of %s frames", len(plan.batches), [len(b) for b in plan.batches])
@@ -100,7 +84,6 @@ def run_sds(
     used = [p for tile in tiles for p in tile.frames_used]
     by_path = {str(f.path): f for f in frames}
     exposure = float(sum(by_path[p].exposure_s or 0.0 for p in used))
-    final = measure_quality(mosaic.image) if mosaic.alpha.any() else None
     ref_tile = tiles[ref_idx].index
     cards = {
         "SDSMODE": ("sds", "supadupstack mode"),
@@ -113,14 +96,9 @@ def run_sds(
     }
     for g in gains:
         cards[f"GAIN{g.index:03d}"] = (round(float(np.mean(g.gain)), 6), "mean gain of tile")
-    name = cfg.output.name
-    fits_path = write_fits(mosaic, out_dir / f"{name}.fits", cards)
-    checkpoint("save:fits")
-    png_path = (
-        write_preview(mosaic, out_dir / f"{name}.png", cfg.output) if cfg.output.png else None
+    fits_path, png_path = save_products(
+        mosaic, out_dir, cfg.output, cards, after_fits=lambda: checkpoint("save:fits")
     )
-    if cfg.output.jpg:
-        write_preview(mosaic, out_dir / f"{name}.jpg", cfg.output)
     t = sds.timed(times, "save", t)
     times["total"] = round(time.monotonic() - t_all, 3)
     report = {
@@ -139,16 +117,7 @@ def run_sds(
         "tiles": sds.tile_summary(tiles, gains, ref_idx),
         "coadd": {k: coadd_facts.get(k) for k in ("rejection", "rejected_fraction", "n_chunks")},
         "polish": polish_facts,
-        "output": {
-            "fits": str(fits_path),
-            "png": str(png_path) if png_path else None,
-            "shape": list(mosaic.shape),
-            "coverage_max": float(mosaic.coverage.max()) if mosaic.coverage.size else 0.0,
-            "valid_fraction": float((mosaic.alpha > 0).mean()) if mosaic.alpha.size else 0.0,
-            "noise": final.noise if final else None,
-            "fwhm_px": final.fwhm_px if final else None,
-            "total_exposure_s": exposure,
-        },
+        "output": output_summary(mosaic, fits_path, png_path, exposure),
         "seconds": times,
     }
     log.info("SDS done in %.1fs: %d frames, %d batches", times["total"], len(used), len(tiles))

@@ -39,6 +39,7 @@ from supadupstack.stacking.photometry import (
 )
 
 log = logging.getLogger(__name__)
+Stars = tuple[np.ndarray, np.ndarray]
 CHECK_APERTURE_PX = 12.0  # the check uses a wider aperture than the fit (8 px)
 
 
@@ -80,8 +81,14 @@ def identity_gain(index: int, ref: Patch) -> TileGain:
     return TileGain(index, [1.0] * nch, [0.0] * nch, [], [], int((ref.weight > 0).sum()))
 
 
-def tile_gain(index: int, tile: Patch, ref: Patch, cfg: SdsConfig) -> TileGain:
-    """Gain (and offset for ``linear``) of ``tile`` relative to ``ref``, clamped to the range."""
+def tile_gain(
+    index: int, tile: Patch, ref: Patch, cfg: SdsConfig, stars: Stars | None = None
+) -> TileGain:
+    """Gain (and offset for ``linear``) of ``tile`` relative to ``ref``, clamped to the range.
+
+    ``stars``: canvas positions of the reference's stars (``reference_stars``), detected once
+    for all tiles.
+    """
     area = common_area(tile, ref)
     if area is not None:
         t_img, r_img, mask = area
@@ -96,7 +103,7 @@ def tile_gain(index: int, tile: Patch, ref: Patch, cfg: SdsConfig) -> TileGain:
     grey = lum_r / lum_t if np.isfinite(lum_t) and lum_t > 0 and np.isfinite(lum_r) else 1.0
     gain = [grey] * nch  # DESIGN §4.3: one gain per tile, applied to the whole tile
     if cfg.renorm == "linear":
-        slope, how = _linear_slope(tile, ref, area)
+        slope, how = _linear_slope(tile, ref, area, stars)
         if slope is None:
             notes.append("linear rule: too few common stars and no pixel fit; used median_gain")
         else:
@@ -116,9 +123,9 @@ def tile_gain(index: int, tile: Patch, ref: Patch, cfg: SdsConfig) -> TileGain:
     return TileGain(index, gain, offset, med_t, med_r, common, clamped, notes=notes)
 
 
-def _linear_slope(tile: Patch, ref: Patch, area) -> tuple[list[float] | None, str]:
+def _linear_slope(tile: Patch, ref: Patch, area, stars) -> tuple[list[float] | None, str]:
     """Grey slope from common stars, else per-channel pixel regression, else None."""
-    fit = photometric_fit(tile, ref)
+    fit = photometric_fit(tile, ref, stars=stars)
     nch = tile.data.shape[-1]
     if fit is not None:
         return [fit.scale] * nch, f"{fit.n_stars} common stars"
@@ -135,7 +142,9 @@ def apply_gain(data: np.ndarray, g: TileGain) -> np.ndarray:
     return (data * gain + offset).astype(np.float32)
 
 
-def star_check(tile: Patch, ref: Patch, g: TileGain) -> tuple[float | None, int]:
+def star_check(
+    tile: Patch, ref: Patch, g: TileGain, stars: Stars | None = None
+) -> tuple[float | None, int]:
     """Luminance flux ratio (renormalised tile / reference) of common stars, and their count.
 
     Same estimator as the fit (clipped Σ-ratio) in a wider aperture, so a PSF or background
@@ -145,7 +154,11 @@ def star_check(tile: Patch, ref: Patch, g: TileGain) -> tuple[float | None, int]
     if area is None:
         return None, 0
     t_img, r_img, both = area
-    ft, fr = star_fluxes(apply_gain(t_img, g), r_img, both, CHECK_APERTURE_PX)
+    positions = None
+    if stars is not None:
+        oy, ox = max(tile.y0, ref.y0), max(tile.x0, ref.x0)
+        positions = (stars[0] - ox, stars[1] - oy)
+    ft, fr = star_fluxes(apply_gain(t_img, g), r_img, both, CHECK_APERTURE_PX, positions=positions)
     if ft.shape[0] == 0:
         return None, 0
     return flux_ratio(ft.sum(axis=1), fr.sum(axis=1)), int(ft.shape[0])

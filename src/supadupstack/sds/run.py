@@ -23,7 +23,7 @@ from supadupstack.execution.faults import checkpoint
 from supadupstack.frames.model import Frame
 from supadupstack.outputs.atomic import write_text_atomic
 from supadupstack.sds.coadd import global_coadd
-from supadupstack.sds.megatile import MegaTile, build_megatile, load_patch
+from supadupstack.sds.megatile import MegaTile, build_megatile, load_patch, patch_on_disk
 from supadupstack.sds.planner import BatchPlan
 from supadupstack.sds.renorm import (
     TileGain,
@@ -32,6 +32,7 @@ from supadupstack.sds.renorm import (
     star_check,
     tile_gain,
 )
+from supadupstack.stacking.photometry import reference_stars
 
 log = logging.getLogger("supadupstack.sds")
 
@@ -116,13 +117,18 @@ def renormalise(tiles: list[MegaTile], canvas: Canvas, cfg: Config) -> tuple[int
     ref_idx = choose_reference(
         [t.box for t in tiles], [t.coverage_sum for t in tiles], canvas, cfg.sds.reference
     )
-    ref = load_patch(Path(tiles[ref_idx].path), memmap=False)
+    ref = load_patch(Path(tiles[ref_idx].path))
+    stars = reference_stars(ref)  # detected once, measured in every tile
     gains = []
     for t in tiles:
-        patch = ref if t.index == tiles[ref_idx].index else load_patch(Path(t.path), memmap=False)
+        patch = ref if t.index == tiles[ref_idx].index else load_patch(Path(t.path))
         is_ref = patch is ref
-        g = identity_gain(t.index, ref) if is_ref else tile_gain(t.index, patch, ref, cfg.sds)
-        g.star_ratio, g.n_stars = star_check(patch, ref, g)
+        g = (
+            identity_gain(t.index, ref)
+            if is_ref
+            else tile_gain(t.index, patch, ref, cfg.sds, stars)
+        )
+        g.star_ratio, g.n_stars = star_check(patch, ref, g, stars)
         log.info(
             "tile %d: gain %s offset %s star check %s (%d stars)",
             t.index,
@@ -136,7 +142,7 @@ def renormalise(tiles: list[MegaTile], canvas: Canvas, cfg: Config) -> tuple[int
 
 
 def coadd_tiles(tiles: list[MegaTile], gains: list[TileGain], canvas: Canvas, cfg: Config):
-    patches = [load_patch(Path(t.path), memmap=True) for t in tiles]
+    patches = [patch_on_disk(Path(t.path)) for t in tiles]
     noises = [t.noise for t in tiles]
     image, coverage, facts = global_coadd(patches, gains, noises, canvas, cfg)
     return image, coverage, facts

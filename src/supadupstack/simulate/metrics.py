@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import sep
 from astropy.io import fits
@@ -145,9 +146,17 @@ def _sep_ready(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(data), mask
 
 
-def _positions(wcs: WCS, stars: StarCatalogue, shape, margin: float):
+def _positions(wcs: WCS, stars: StarCatalogue, shape, margin: float, image=None):
+    """Star pixel positions and which lie ``margin`` px inside the frame — and, when the
+    ``image`` is given, inside its data (no NaN within ``margin``: mosaics have empty
+    notches, and an aperture or annulus there measures nothing)."""
     x, y = wcs.all_world2pix(stars.ra, stars.dec, 0)
     inside = (x > margin) & (x < shape[1] - 1 - margin) & (y > margin) & (y < shape[0] - 1 - margin)
+    if image is not None and inside.any():
+        k = 2 * int(math.ceil(margin)) + 1
+        valid = cv2.erode(np.isfinite(image).astype(np.uint8), np.ones((k, k), np.uint8))
+        ix, iy = np.round(x[inside]).astype(int), np.round(y[inside]).astype(int)
+        inside[np.nonzero(inside)[0]] = valid[iy, ix] > 0
     return x, y, inside
 
 
@@ -167,7 +176,7 @@ def star_flux_ratios(
     their aperture count. ``noise`` is the output's per-pixel background σ.
     """
     r, a_in, a_out = 2.0 * fwhm_px, 3.0 * fwhm_px, 5.0 * fwhm_px
-    x, y, inside = _positions(wcs, stars, image.shape, a_out + 1)
+    x, y, inside = _positions(wcs, stars, image.shape, a_out + 1, image)
     x, y = x[inside], y[inside]
     if x.size == 0:
         return float("nan"), float("nan"), 0
@@ -210,7 +219,7 @@ def astrometric_offsets(
     Uses isolated stars (no neighbour > 1 % of their flux within 6 FWHM) with SNR > min_snr,
     outside the galaxy (3 disk radii); the sky is removed with a local sep background.
     """
-    x, y, inside = _positions(wcs, stars, image.shape, 6 * fwhm_px)
+    x, y, inside = _positions(wcs, stars, image.shape, 6 * fwhm_px, image)
     img, mask = _sep_ready(image)
     bkg = sep.Background(img, mask=mask, bw=64, bh=64)
     sub = img - bkg.back()

@@ -1,0 +1,48 @@
+"""The final products of a run, shared by both modes: FITS, previews, and their summary."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from supadupstack.config import OutputConfig
+from supadupstack.frames.quality import measure_quality
+from supadupstack.outputs.write import write_fits, write_preview
+from supadupstack.polish.mosaic import Mosaic
+
+
+def save_products(
+    mosaic: Mosaic,
+    out_dir: Path,
+    cfg: OutputConfig,
+    cards: dict[str, tuple],
+    after_fits: Callable[[], None] | None = None,
+) -> tuple[Path, Path | None]:
+    """Write ``<name>.fits`` then the PNG (and JPG on request); returns (fits, png or None).
+
+    ``after_fits`` runs between the FITS and the previews (a crash point for resume tests).
+    """
+    fits_path = write_fits(mosaic, out_dir / f"{cfg.name}.fits", cards)
+    if after_fits is not None:
+        after_fits()
+    png_path = write_preview(mosaic, out_dir / f"{cfg.name}.png", cfg) if cfg.png else None
+    if cfg.jpg:
+        write_preview(mosaic, out_dir / f"{cfg.name}.jpg", cfg)
+    return fits_path, png_path
+
+
+def output_summary(
+    mosaic: Mosaic, fits_path: Path, png_path: Path | None, exposure_s: float
+) -> dict:
+    """The report's ``output`` block: paths, shape, coverage, final noise (ADU) and FWHM (px)."""
+    final = measure_quality(mosaic.image) if mosaic.alpha.any() else None
+    return {
+        "fits": str(fits_path),
+        "png": str(png_path) if png_path else None,
+        "shape": list(mosaic.shape),
+        "coverage_max": float(mosaic.coverage.max()) if mosaic.coverage.size else 0.0,
+        "valid_fraction": float((mosaic.alpha > 0).mean()) if mosaic.alpha.size else 0.0,
+        "noise": final.noise if final else None,
+        "fwhm_px": final.fwhm_px if final else None,
+        "total_exposure_s": exposure_s,
+    }

@@ -1,0 +1,151 @@
+"""Stack a set of frames onto one grid: the step SDS batches and classic groups share.
+
+load + calibrate + measure → quality gates → resample onto the grid → choose the reference
+frame → photometric normalisation (grey scale from the stars shared with the reference, sky
+offset) → transparency gate → rejection and combination (``stack_patches``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from supadupstack.canvas.canvas import Canvas
+from supadupstack.canvas.resample import Patch, resample_to_canvas
+from supadupstack.config import Config
+from supadupstack.errors import FrameError
+from supadupstack.frames.calibrate import calibrate_frame
+from supadupstack.frames.fits_io import load_pixels
+from supadupstack.frames.model import Frame
+from supadupstack.frames.quality import FrameQuality, gate_reasons, measure_quality
+from supadupstack.stacking.engine import stack_patches
+from supadupstack.stacking.normalize import fit_linear_info
+from supadupstack.stacking.photometry import common_area, photometric_fit, reference_stars
+
+
+@dataclass
+class FrameStack:
+    """The stacked patch of a frame set and what went into it (patch None: nothing usable)."""
+
+    patch: Patch | None
+    used: list[tuple[Frame, FrameQuality]] = field(default_factory=list)
+    rejected: dict[str, str] = field(default_factory=dict)
+    reference: int = 0
+    transparency: list[float | None] = field(default_factory=list)
+    noise: list[float] = field(default_factory=list)
+    rejected_pixel_fraction: float = 0.0
+
+    @property
+    def reference_frame(self) -> str | None:
+        return str(self.used[self.reference][0].path) if self.used else None
+
+
+def load_and_gate(frames: list[Frame], cfg: Config):
+    """Calibrate and measure each frame; (images, qualities, kept frames, rejected {path: why})."""
+    images, qualities, kept, rejected = [], [], [], {}
+    for f in frames:
+        try:
+            img = calibrate_frame(f, load_pixels(f), cfg.calibration)
+        except FrameError as exc:
+            rejected[str(f.path)] = str(exc)
+            continue
+        images.append(img)
+        qualities.append(measure_quality(img, cfg.quality.detect_sigma))
+        kept.append(f)
+    reasons = gate_reasons(qualities, cfg.quality) if qualities else []
+    keep = [i for i, r in enumerate(reasons) if r is None]
+    for i, r in enumerate(reasons):
+        if r is not None:
+            rejected[str(kept[i].path)] = r
+    return (
+        [images[i] for i in keep],
+        [qualities[i] for i in keep],
+        [kept[i] for i in keep],
+        rejected,
+    )
+
+
+def choose_reference(qualities: list[FrameQuality]) -> int:
+    """Best frame: smallest FWHM/median + noise/median, ties broken towards the middle."""
+    fwhm = np.array([q.fwhm_px if np.isfinite(q.fwhm_px) else np.inf for q in qualities])
+    noise = np.array([float(np.mean(q.noise)) for q in qualities])
+    med_f = float(np.median(fwhm[np.isfinite(fwhm)])) if np.isfinite(fwhm).any() else 1.0
+    score = fwhm / med_f + noise / max(float(np.median(noise)), 1e-9)
+    mid = (len(qualities) - 1) / 2
+    return sorted(range(len(qualities)), key=lambda i: (round(score[i], 3), abs(i - mid)))[0]
+
+
+def frame_coefficients(
+    patches: list[Patch], ref: int
+) -> tuple[np.ndarray, np.ndarray, list[float | None]]:
+    """Per-frame (scale, offset) (N, C) onto the reference, and transparencies (1/scale).
+
+    Scale from the stars each frame shares with the reference (detected once on the
+    reference; grey) + sky offset; a pixel regression when stars are too few (transparency
+    then unknown: None); identity when the frames share too little.
+    """
+    n, nch = len(patches), patches[ref].data.shape[-1]
+    a, b = np.ones((n, nch)), np.zeros((n, nch))
+    transparency: list[float | None] = [None] * n
+    transparency[ref] = 1.0
+    stars = reference_stars(patches[ref])
+    for i, p in enumerate(patches):
+        if i == ref:
+            continue
+        fit = photometric_fit(p, patches[ref], stars=stars)
+        if fit is not None:
+            a[i], b[i] = fit.scale, fit.offset
+            transparency[i] = 1.0 / fit.scale if fit.scale > 0 else None
+            continue
+        area = common_area(p, patches[ref])
+        if area is not None:
+            a[i], b[i], _ = fit_linear_info(*area)
+    return a, b, transparency
+
+
+def stack_frames(frames: list[Frame], grid: Canvas, cfg: Config, unit: str = "batch") -> FrameStack:
+    """Gate, resample onto ``grid``, normalise to the best frame, reject and combine.
+
+    With ``stacking.normalization = "linear_fit"`` the photometric coefficients are used;
+    other normalisations are left to the engine. Frames whose stars are fainter than
+    ``quality.min_transparency`` of the reference are rejected ("clouds?"). ``unit`` names the
+    set in rejection reasons ("batch", "tile").
+    """
+    images, qualities, kept, rejected = load_and_gate(frames, cfg)
+    patches, used = [], []
+    for img, q, f in zip(images, qualities, kept, strict=True):
+        patch = resample_to_canvas(img, f.wcs, grid, cfg.resample.kernel, cfg.resample.grid_step_px)
+        if patch is None:
+            rejected[str(f.path)] = f"does not overlap its {unit}'s grid"
+            continue
+        patches.append(patch)
+        used.append((f, q))
+    del images
+    if not patches:
+        return FrameStack(None, rejected=rejected)
+    ref = choose_reference([q for _, q in used])
+    a, b, transparency = frame_coefficients(patches, ref)
+    min_t = cfg.quality.min_transparency
+    keep = [i for i, t in enumerate(transparency) if t is None or t >= min_t]
+    for i in sorted(set(range(len(patches))) - set(keep)):
+        rejected[str(used[i][0].path)] = (
+            f"transparency {transparency[i]:.2f} of the {unit} reference < {min_t:g} (clouds?)"
+        )
+    ref = keep.index(ref)
+    patches, used = [patches[i] for i in keep], [used[i] for i in keep]
+    coefficients = (a[keep], b[keep]) if cfg.stacking.normalization == "linear_fit" else None
+    noises = [np.asarray(q.noise, dtype=np.float64) for _, q in used]
+    stacked, facts = stack_patches(
+        patches, cfg.stacking, reference=ref, noise=noises, coefficients=coefficients
+    )
+    scale = np.abs(np.asarray(facts["scale"], dtype=np.float64))
+    return FrameStack(
+        patch=stacked,
+        used=used,
+        rejected=rejected,
+        reference=ref,
+        transparency=[transparency[i] for i in keep],
+        noise=[float(v) for v in np.nanmedian(np.array(noises) * scale, axis=0)],
+        rejected_pixel_fraction=float(facts["rejected_fraction"]),
+    )
