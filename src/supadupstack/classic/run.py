@@ -38,7 +38,12 @@ from supadupstack.errors import NothingUsableError
 from supadupstack.execution.executor import run_jobs
 from supadupstack.frames.model import Frame
 from supadupstack.outputs.atomic import write_text_atomic
-from supadupstack.outputs.products import output_summary, save_products
+from supadupstack.outputs.products import (
+    output_summary,
+    run_cards,
+    save_products,
+    total_exposure,
+)
 from supadupstack.polish.mosaic import Mosaic
 from supadupstack.polish.steps import polish
 
@@ -177,20 +182,13 @@ def run_classic(
     polish_facts = polish(mosaic, cfg.polish, min_keep, altaz and len(tiles) == 1)
     t = _timed(times, "polish", t)
     used = [p for tile in tiles for p in tile.frames_used]
-    by_path = {str(f.path): f for f in frames}
-    exposure = float(sum(by_path[p].exposure_s or 0.0 for p in used))
+    exposures = {str(f.path): f.exposure_s for f in frames}
+    exposure = total_exposure(used, exposures)
     anchor = next(h.index for h in harmony if h.anchor)
-    cards = {
-        "SDSMODE": ("classic", "supadupstack mode"),
-        "NFRAMES": (len(used), "frames co-added"),
-        "NTILES": (len(tiles), "master tiles (groups)"),
-        "EXPTOTAL": (exposure, "[s] total exposure of frames used"),
-        "REFTILE": (anchor, "harmonisation anchor tile"),
-        "FEATHER": (cfg.classic.feather_px, "[px] feathered tile edge"),
-        "SWVERS": (__version__, "supadupstack version"),
-    }
-    for h in harmony:
-        cards[f"GAIN{h.index:03d}"] = (round(float(np.mean(h.gain)), 6), "mean gain of tile")
+    cards = run_cards("classic", used, exposures, {h.index: np.mean(h.gain) for h in harmony})
+    cards["NTILES"] = (len(tiles), "master tiles (groups)")
+    cards["REFTILE"] = (anchor, "harmonisation anchor tile")
+    cards["FEATHER"] = (cfg.classic.feather_px, "[px] feathered tile edge")
     fits_path, png_path = save_products(mosaic, out_dir, cfg.output, cards)
     t = _timed(times, "save", t)
     times["total"] = round(time.monotonic() - t_all, 3)

@@ -5,10 +5,32 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from supadupstack import __version__
 from supadupstack.config import OutputConfig
 from supadupstack.frames.quality import measure_quality
 from supadupstack.outputs.write import write_fits, write_preview
 from supadupstack.polish.mosaic import Mosaic
+
+
+def run_cards(
+    mode: str, used: list[str], exposure_s: dict[str, float | None], gains: dict[int, float]
+) -> dict[str, tuple]:
+    """FITS cards every run writes: mode, frames used, total exposure [s], version, and one
+    ``GAINnnn`` card per tile (its mean gain). ``exposure_s`` maps a frame path to seconds."""
+    cards = {
+        "SDSMODE": (mode, "supadupstack mode"),
+        "NFRAMES": (len(used), "frames co-added"),
+        "EXPTOTAL": (total_exposure(used, exposure_s), "[s] total exposure of frames used"),
+        "SWVERS": (__version__, "supadupstack version"),
+    }
+    for index, gain in gains.items():
+        cards[f"GAIN{index:03d}"] = (round(float(gain), 6), "mean gain of tile")
+    return cards
+
+
+def total_exposure(used: list[str], exposure_s: dict[str, float | None]) -> float:
+    """Sum of the exposure times (s) of the frames used; unknown exposures count 0."""
+    return float(sum(exposure_s.get(p) or 0.0 for p in used))
 
 
 def save_products(

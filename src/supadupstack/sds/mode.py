@@ -16,7 +16,12 @@ from supadupstack.errors import NothingUsableError
 from supadupstack.execution.faults import checkpoint
 from supadupstack.execution.progress import for_stage
 from supadupstack.frames.model import Frame
-from supadupstack.outputs.products import output_summary, save_products
+from supadupstack.outputs.products import (
+    output_summary,
+    run_cards,
+    save_products,
+    total_exposure,
+)
 from supadupstack.polish.mosaic import Mosaic
 from supadupstack.polish.steps import polish
 from supadupstack.sds import run as sds
@@ -82,20 +87,13 @@ def run_sds(
     polish_facts = polish(mosaic, cfg.polish, min_keep, altaz)
     t = sds.timed(times, "polish", t)
     used = [p for tile in tiles for p in tile.frames_used]
-    by_path = {str(f.path): f for f in frames}
-    exposure = float(sum(by_path[p].exposure_s or 0.0 for p in used))
+    exposures = {str(f.path): f.exposure_s for f in frames}
+    exposure = total_exposure(used, exposures)
     ref_tile = tiles[ref_idx].index
-    cards = {
-        "SDSMODE": ("sds", "supadupstack mode"),
-        "NFRAMES": (len(used), "frames co-added"),
-        "NBATCH": (len(tiles), "mega-tiles (batches)"),
-        "EXPTOTAL": (exposure, "[s] total exposure of frames used"),
-        "REFTILE": (ref_tile, "reference mega-tile"),
-        "RENORM": (cfg.sds.renorm, "inter-tile renormalisation rule"),
-        "SWVERS": (__version__, "supadupstack version"),
-    }
-    for g in gains:
-        cards[f"GAIN{g.index:03d}"] = (round(float(np.mean(g.gain)), 6), "mean gain of tile")
+    cards = run_cards("sds", used, exposures, {g.index: np.mean(g.gain) for g in gains})
+    cards["NBATCH"] = (len(tiles), "mega-tiles (batches)")
+    cards["REFTILE"] = (ref_tile, "reference mega-tile")
+    cards["RENORM"] = (cfg.sds.renorm, "inter-tile renormalisation rule")
     fits_path, png_path = save_products(
         mosaic, out_dir, cfg.output, cards, after_fits=lambda: checkpoint("save:fits")
     )
