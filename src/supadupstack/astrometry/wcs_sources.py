@@ -211,8 +211,8 @@ def centre_radec(wcs: WCS, width: int, height: int) -> tuple[float, float]:
     return float(ra) % 360.0, float(dec)
 
 
-def _gnomonic(ra, dec, ra0: float, dec0: float) -> tuple[np.ndarray, np.ndarray]:
-    """Tangent-plane offsets (degrees) of (ra, dec) around (ra0, dec0)."""
+def gnomonic(ra, dec, ra0: float, dec0: float) -> tuple[np.ndarray, np.ndarray]:
+    """Tangent-plane offsets (xi east, eta north; degrees) of (ra, dec) around (ra0, dec0)."""
     r, d = np.radians(ra), np.radians(dec)
     r0, d0 = math.radians(ra0), math.radians(dec0)
     cosc = np.sin(d0) * np.sin(d) + math.cos(d0) * np.cos(d) * np.cos(r - r0)
@@ -227,7 +227,7 @@ def pixel_scale_arcsec(wcs: WCS, width: int, height: int) -> float:
     cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
     pts = np.array([[cx, cy], [cx - 0.5, cy], [cx + 0.5, cy], [cx, cy - 0.5], [cx, cy + 0.5]])
     world = wcs.all_pix2world(pts, 0)
-    xi, eta = _gnomonic(world[:, 0], world[:, 1], float(world[0, 0]), float(world[0, 1]))
+    xi, eta = gnomonic(world[:, 0], world[:, 1], float(world[0, 0]), float(world[0, 1]))
     jac = np.array([[xi[2] - xi[1], xi[4] - xi[3]], [eta[2] - eta[1], eta[4] - eta[3]]])
     return float(math.sqrt(abs(np.linalg.det(jac))) * 3600.0)
 

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 from astropy.wcs import WCS
 
+from supadupstack.astrometry.wcs_sources import gnomonic
+
 # Colour index (0=R, 1=G, 2=B) of each position of a 2x2 CFA cell, numpy row 0 first.
 CFA_INDEX = {
     "GRBG": np.array([[1, 0], [2, 1]]),
@@ -137,16 +139,6 @@ def tangent_to_sky(ra0: float, dec0: float, xi: np.ndarray, eta: np.ndarray):
     return np.degrees(ra) % 360.0, np.degrees(dec)
 
 
-def sky_to_tangent(ra0: float, dec0: float, ra: np.ndarray, dec: np.ndarray):
-    """Gnomonic projection of (ra, dec) [deg] around (ra0, dec0) → (xi east, eta north) [deg]."""
-    a, d = np.radians(ra), np.radians(dec)
-    a0, d0 = math.radians(ra0), math.radians(dec0)
-    cosc = math.sin(d0) * np.sin(d) + math.cos(d0) * np.cos(d) * np.cos(a - a0)
-    xi = np.cos(d) * np.sin(a - a0) / cosc
-    eta = (math.cos(d0) * np.sin(d) - math.sin(d0) * np.cos(d) * np.cos(a - a0)) / cosc
-    return np.degrees(xi), np.degrees(eta)
-
-
 def moffat_alpha(fwhm_px: float, beta: float) -> float:
     return fwhm_px / (2.0 * math.sqrt(2.0 ** (1.0 / beta) - 1.0))
 
@@ -237,7 +229,7 @@ def _render_galaxy(out, wcs: WCS, gal: Galaxy, scale: float, pattern) -> None:
         return
     gy, gx = np.mgrid[ya:yb, xa:xb]
     ra, dec = wcs.all_pix2world(gx.ravel(), gy.ravel(), 0)
-    xi, eta = sky_to_tangent(gal.ra, gal.dec, ra, dec)
+    xi, eta = gnomonic(ra, dec, gal.ra, gal.dec)
     sb = gal.surface_brightness(xi * 3600.0, eta * 3600.0).reshape(gy.shape)
     sb *= np.float32(scale * (pix_arcsec / gal.pixel_arcsec) ** 2)
     colour = np.asarray(gal.colour, dtype=np.float32)
