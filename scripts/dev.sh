@@ -34,6 +34,6 @@ case "$cmd" in
     test)
         "$venv/bin/ruff" check src tests benchmarks
         "$venv/bin/ruff" format --check src tests benchmarks
-        exec "$venv/bin/python" -m pytest "$@" ;;
+        exec "$venv/bin/python" -m pytest --durations=15 "$@" ;;
     *) echo "usage: scripts/dev.sh {demo|test|env} [ARGS]" >&2; exit 2 ;;
 esac

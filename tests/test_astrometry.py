@@ -22,7 +22,7 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from supadupstack.astrometry import register, solvers, wcs_sources
+from supadupstack.astrometry import register, solvers
 from supadupstack.astrometry.register import attach_wcs
 from supadupstack.astrometry.solvers import AstapSolver, AstrometryNetSolver, find_solver
 from supadupstack.astrometry.wcs_sources import (
@@ -35,9 +35,10 @@ from supadupstack.astrometry.wcs_sources import (
     write_sidecar,
 )
 from supadupstack.config import AstrometryConfig
-from supadupstack.errors import AstrometryError
+from supadupstack.errors import AstrometryError, SupaDupError
 from supadupstack.frames.fits_io import read_frame, read_header
 from supadupstack.frames.model import Frame
+from supadupstack.outputs import atomic
 
 N1 = "NGC 7023_sub/Light_NGC 7023_10.0s_IRCUT_20240730-224436.fit"
 M94_FIRST = "M 94_sub/Light_M 94_10.0s_IRCUT_20250326-212046.fit"
@@ -530,8 +531,8 @@ def test_write_sidecar_failure_leaves_no_temp_file(tmp_path, monkeypatch):
     def broken_replace(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(wcs_sources.os, "replace", broken_replace)
-    with pytest.raises(OSError):
+    monkeypatch.setattr(atomic.os, "replace", broken_replace)
+    with pytest.raises(SupaDupError, match="No space left on device"):
         write_sidecar(wcs, tmp_path / "x.wcs", 200, 120)
     assert list(tmp_path.iterdir()) == []
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from hostile_cases import CASE_ENV, CASES, inputs_for
 from supadupstack.simulate import simulate_dataset
 
 SMALL_BATCHES = ["--set", "sds.min_batch_size=2", "--set", "sds.target_batch_size=3"]
@@ -172,3 +173,59 @@ def test_full_disk_leaves_no_partial_output(tmp_path: Path, monkeypatch) -> None
     monkeypatch.undo()
     assert target.read_text() == "old, complete"
     assert list(tmp_path.iterdir()) == [target]
+
+
+# ---------------------------------------------------------------------------------------------
+# The hostile-input table: every case runs the CLI as a subprocess and asserts its exit code,
+# the message text (one line for an error; the skip named on the console for a frame that is
+# set aside while the run goes on), that no traceback or "internal error" appears, and that
+# the input folder is byte for byte what it was.
+
+RUN = ["-q", *SMALL_BATCHES, "--set", "output.png=false"]
+
+
+def _snapshot(folder: Path, skip: Path | None = None) -> dict[str, tuple[int, str]]:
+    import hashlib
+
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and not (skip and (p == skip or skip in p.parents)):
+            out[str(p.relative_to(folder))] = (
+                p.stat().st_mode,
+                hashlib.sha1(p.read_bytes()).hexdigest(),
+            )
+    return out
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory) -> Path:
+    """Six good tiny frames with sidecars (copied into each case's own input folder)."""
+    root = tmp_path_factory.mktemp("good")
+    simulate_dataset(root / "sim", "tiny", seed=9, sidecars=True)
+    return root / "sim" / "frames"
+
+
+def test_the_table_has_at_least_forty_cases() -> None:
+    assert len(CASES) >= 40 and len({c[0] for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize(
+    ("name", "setup", "code", "text", "stream"), CASES, ids=[c[0] for c in CASES]
+)
+def test_hostile_input(good, tmp_path, name, setup, code, text, stream) -> None:
+    d = inputs_for(good, tmp_path / "in")
+    extra = setup(d) or []
+    before = _snapshot(tmp_path)
+    out = tmp_path / "out"
+    inputs = [] if extra and not extra[0].startswith("-") else [str(d)]
+    cmd = [sys.executable, "-m", "supadupstack", "run", *inputs, *extra, "-o", str(out), *RUN]
+    env = {**os.environ, **CASE_ENV.get(name, {})}
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == code, (res.stdout[-1500:], res.stderr[-1500:])
+    assert "Traceback" not in res.stdout + res.stderr
+    assert "internal error" not in res.stderr
+    assert text in (res.stderr if stream == "err" else res.stdout), (res.stdout, res.stderr)
+    if code:
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("supadupstack: error: "), lines
+    assert _snapshot(tmp_path, skip=out) == before  # inputs (and config/plan files) untouched

@@ -173,7 +173,8 @@ def test_feather_weight_tapers_to_the_tile_edge() -> None:
 
 @pytest.fixture(scope="module")
 def tiny_with_dead_pointing(tmp_path_factory) -> tuple[Path, Path]:
-    """A tiny 5-frame pointing plus 3 constant (dead) frames pointed 0.5° away."""
+    """A tiny 5-frame pointing plus 3 constant (dead) frames one panel over (0.14°, 20 %
+    overlap: one target on the sky, two classic groups)."""
     root = tmp_path_factory.mktemp("classic_bad")
     simulate_dataset(root / "sim", "tiny", n_frames=5, seed=1, sidecars=True)
     good = sorted((root / "sim" / "frames").rglob("*.fit"))
@@ -186,7 +187,7 @@ def tiny_with_dead_pointing(tmp_path_factory) -> tuple[Path, Path]:
         hdr["DATE-OBS"] = f"2025-03-28T01:0{k}:00.000"
         fits.PrimaryHDU(data, hdr).writeto(dead / f"dead_{k}.fit")
         side = fits.Header.fromfile(src.with_suffix(".wcs"))
-        side["CRVAL1"] = side["CRVAL1"] + 0.5 / math.cos(math.radians(side["CRVAL2"]))
+        side["CRVAL1"] = side["CRVAL1"] + 0.14 / math.cos(math.radians(side["CRVAL2"]))
         side.tofile(dead / f"dead_{k}.wcs")
     return root / "sim" / "frames", dead
 

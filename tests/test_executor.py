@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,15 +33,29 @@ def test_run_jobs_backends_agree() -> None:
 
 
 @pytest.mark.slow
-def test_sds_same_output_on_process_pool_and_dask(tmp_path: Path) -> None:
+def test_sds_same_bytes_on_every_backend_and_thread_count(tmp_path: Path) -> None:
+    """In-process, a 2-process pool, BLAS and numba on 1 thread, a 2-worker dask cluster."""
     simulate_dataset(tmp_path / "sim", "tiny", seed=4, sidecars=True)
     frames = [str(tmp_path / "sim" / "frames")]
-    local = apply_overrides(Config(), [*SMALL, "execution.workers=2"])
-    dask = apply_overrides(Config(), [*SMALL, "execution.dask_local=2"])
-    a = pipeline.run(frames, tmp_path / "local", local)
-    b = pipeline.run(frames, tmp_path / "dask", dask)
-    assert len(a["tiles"]) == len(b["tiles"]) == 3
-    fits_a = (tmp_path / "local" / "supadupstack.fits").read_bytes()
-    assert fits_a == (tmp_path / "dask" / "supadupstack.fits").read_bytes()
-    log = (tmp_path / "dask" / "supadupstack.log").read_text()
-    assert "dask LocalCluster (2 workers)" in log
+    backends = {
+        "inprocess": "execution.workers=1",
+        "pool": "execution.workers=2",
+        "dask": "execution.dask_local=2",
+    }
+    for name, setting in backends.items():
+        report = pipeline.run(frames, tmp_path / name, apply_overrides(Config(), [*SMALL, setting]))
+        assert len(report["tiles"]) == 3
+    one_thread = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "supadupstack", "run", *frames, "-o", str(tmp_path / "threads1")]
+    cmd += ["-q", "-j", "1"] + [a for s in SMALL for a in ("--set", s)]
+    res = subprocess.run(cmd, env={**os.environ, **one_thread}, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    outputs = {
+        name: (tmp_path / name / "supadupstack.fits").read_bytes()
+        for name in [*backends, "threads1"]
+    }
+    assert len(set(outputs.values())) == 1, {k: hash(v) for k, v in outputs.items()}
+    logs = {name: (tmp_path / name / "supadupstack.log").read_text() for name in backends}
+    assert "in-process" in logs["inprocess"]
+    assert "local process pool (2 workers)" in logs["pool"]
+    assert "dask LocalCluster (2 workers)" in logs["dask"]

@@ -82,10 +82,7 @@ def test_sds_gains_and_star_check_against_truth(nights) -> None:
     truth = M.load_truth(truth_dir)
     tiles = report["tiles"]
     ref = next(t for t in tiles if t["reference"])
-    tile_dir = out / "work" / "megatiles"
-    raw = {
-        t["index"]: _tile_scale(truth, tile_dir / f"megatile_{t['index']:03d}.fits") for t in tiles
-    }
+    raw = {t["index"]: _tile_scale(truth, Path(t["path"])) for t in tiles}
     renormed = []
     for t in tiles:
         true_gain = raw[ref["index"]] / raw[t["index"]]
@@ -93,7 +90,7 @@ def test_sds_gains_and_star_check_against_truth(nights) -> None:
         if session in ("night1", "night2"):  # these two differ only by transparency
             assert t["gain"][1] == pytest.approx(true_gain, rel=0.01), (t["index"], session)
         assert t["star_ratio"] == pytest.approx(1.0, abs=0.01)
-        renormed.append(_tile_scale(truth, tile_dir / f"megatile_{t['index']:03d}.fits", t))
+        renormed.append(_tile_scale(truth, Path(t["path"]), t))
     # no trend between sessions: renormalised tiles share one photometric scale
     assert max(renormed) / min(renormed) - 1 < 0.02
 

@@ -1,19 +1,33 @@
 """Command line: ``supadupstack COMMAND ...`` (``--help`` on each command).
 
-Exit codes: 0 success; 1 nothing usable remained (every input skipped); 2 bad usage or config.
-User mistakes print one line ``supadupstack: error: ...``, never a traceback.
+Exit codes: 0 success; 1 nothing usable remained (every input skipped) or a file problem;
+2 bad usage or config; 130 Ctrl-C; 143 SIGTERM. User mistakes print one line
+``supadupstack: error: ...``, never a traceback; a bug prints one "internal error" line (the
+traceback goes to the run log, and to stderr with -v).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
 import os
+import signal
 import sys
+import traceback
+from typing import TextIO
 
 from supadupstack import __version__
-from supadupstack.config import Config, apply_overrides, describe, load_toml
-from supadupstack.errors import ConfigError, NothingUsableError, SupaDupError
+from supadupstack.config import (
+    Config,
+    apply_overrides,
+    describe,
+    load_toml,
+    set_key,
+    validate,
+)
+from supadupstack.errors import ConfigError, SupaDupError
 
 
 def _common() -> argparse.ArgumentParser:
@@ -57,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=("sds", "classic"), help="processing mode (default: sds)")
     p.add_argument("--plan", help="batch plan JSON to use instead of planning (SDS)")
     p.add_argument("--name", help="base name of the output files")
+    p.add_argument("--target", help="which target to stack when the inputs hold several")
     p.add_argument(
         "--scheduler", metavar="ADDRESS", help="run batches on a dask.distributed cluster"
     )
@@ -67,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", parents=[common], help="write the SDS batch plan (JSON, PNG)")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="frames or folders (recursive)")
     p.add_argument("-o", "--out", required=True, help="plan JSON path")
+    p.add_argument("--target", help="which target to plan when the inputs hold several")
     p.add_argument("--png", help="also draw the footprints coloured by batch")
 
     p = sub.add_parser("solve", parents=[common], help="plate-solve frames lacking a WCS")
@@ -87,48 +103,126 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_config(args: argparse.Namespace) -> Config:
+    """The config file, then ``--set`` overrides, then the dedicated flags, all validated."""
     cfg = load_toml(args.config) if getattr(args, "config", None) else Config()
     cfg = apply_overrides(cfg, getattr(args, "overrides", []) or [])
-    if getattr(args, "workers", None) is not None:
-        cfg = apply_overrides(cfg, [f"execution.workers={args.workers}"])
-    if getattr(args, "mode", None):
-        cfg = apply_overrides(cfg, [f"mode={args.mode}"])
-    if getattr(args, "name", None):
-        cfg.output.name = args.name
-    if getattr(args, "scheduler", None):
-        cfg.execution.scheduler = args.scheduler
-    if getattr(args, "dask_local", None):
-        cfg = apply_overrides(cfg, [f"execution.dask_local={args.dask_local}"])
+    flags = {
+        "workers": "execution.workers",
+        "mode": "mode",
+        "name": "output.name",
+        "scheduler": "execution.scheduler",
+        "dask_local": "execution.dask_local",
+        "target": "ingest.target",
+    }
+    for attr, dotted in flags.items():
+        value = getattr(args, attr, None)
+        if value is not None:
+            set_key(cfg, dotted, value)
+    validate(cfg)
     return cfg
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived: unwind like Ctrl-C (workers stopped, temporary files removed)."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated
+
+
+class _GuardedOutput(io.TextIOBase):
+    """stdout that turns a failed write (a full disk, a closed pipe) into one clear error
+    instead of Python's "Exception ignored" lines at exit."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputError(f"cannot write to standard output: {exc.strerror or exc}") from None
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputError(f"cannot write to standard output: {exc.strerror or exc}") from None
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+
+class OutputError(SupaDupError):
+    """Standard output cannot be written."""
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush cannot fail again."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())
+
+
 def main(argv: list[str] | None = None) -> int:
+    # file names that are not valid UTF-8 must print, not crash
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.INFO if getattr(args, "verbose", False) else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:  # the run log file takes INFO; stderr not
         handler.setLevel(level)
+    real_stdout = sys.stdout
+    sys.stdout = _GuardedOutput(real_stdout)
+    old_term = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        if args.command == "config":
-            sys.stdout.write(describe())
-            return 0
-        cfg = load_config(args)
-        from supadupstack import commands
-
-        return commands.dispatch(args, cfg)
+        code = _dispatch(args)
+        sys.stdout.flush()
+        return code
     except ConfigError as exc:
-        print(f"supadupstack: error: {exc}", file=sys.stderr)
-        return 2
-    except NothingUsableError as exc:
-        print(f"supadupstack: error: {exc}", file=sys.stderr)
-        return 1
-    except SupaDupError as exc:
-        print(f"supadupstack: error: {exc}", file=sys.stderr)
-        return 1
+        return _error(exc, 2)
+    except OutputError as exc:
+        _silence_stdout()
+        return _error(exc, 1)
+    except SupaDupError as exc:  # NothingUsableError included: exit 1
+        return _error(exc, 1)
     except KeyboardInterrupt:
-        print("supadupstack: interrupted", file=sys.stderr)
-        return 130
+        return _error("interrupted", 130, prefix="")
+    except Terminated:
+        return _error("stopped (SIGTERM)", 143, prefix="")
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _silence_stdout()
         return 141
+    except Exception as exc:  # noqa: BLE001 - a bug: one line for the user, details in -v/log
+        logging.getLogger("supadupstack").info("internal error", exc_info=True)
+        if getattr(args, "verbose", False):
+            traceback.print_exc()
+        what = (str(exc).strip().splitlines() or [""])[0][:200]
+        return _error(f"internal error ({type(exc).__name__}: {what}); please report it", 1)
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+        sys.stdout = real_stdout
+
+
+def _error(message, code: int, prefix: str = "error: ") -> int:
+    with contextlib.suppress(OSError):
+        print(f"supadupstack: {prefix}{message}", file=sys.stderr)
+    return code
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "config":
+        sys.stdout.write(describe())
+        return 0
+    cfg = load_config(args)
+    from supadupstack import commands
+    from supadupstack.execution.threads import single_thread_blas
+
+    with single_thread_blas():
+        return commands.dispatch(args, cfg)

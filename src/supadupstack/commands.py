@@ -13,6 +13,7 @@ from supadupstack.astrometry.register import attach_wcs
 from supadupstack.config import Config
 from supadupstack.errors import NothingUsableError, SupaDupError
 from supadupstack.execution.progress import Progress
+from supadupstack.frames.model import Skip
 from supadupstack.outputs.atomic import write_text_atomic
 
 
@@ -35,8 +36,15 @@ def _fmt(value, spec: str, missing: str = "-") -> str:
 
 
 def _print_skips(skips) -> None:
+    """One line per skipped file; the frames of another target in one line per target."""
+    targets: dict[str, int] = {}
     for s in skips:
+        if s.reason.startswith("another target: "):
+            targets[s.reason] = targets.get(s.reason, 0) + 1
+            continue
         print(f"skipped: {s.path}: {s.reason}")
+    for reason, n in targets.items():
+        print(f"skipped: {n} frame(s) of {reason.removeprefix('another target: ')}")
 
 
 def inspect_rows(result: pipeline.Survey) -> list[dict]:
@@ -137,6 +145,10 @@ def _print_run(report: dict) -> None:
         f"{len(tiles)} {what}, {len(report['frames_rejected'])} rejected, "
         f"{report['seconds']['total']:.1f}s"
     )
+    reused = sum(1 for t in tiles if t.get("reused"))
+    if reused:
+        print(f"reused {reused} of {len(tiles)} {what} from an earlier run")
+    _print_skips([Skip(Path(k["path"]), k["reason"]) for k in report.get("skipped_files", [])])
     for r in report["frames_rejected"]:
         print(f"rejected: {Path(r['path']).name}: {r['reason']}")
     for s in report.get("skipped_groups", []):

@@ -15,21 +15,38 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from supadupstack.configcheck import (
+    ADDRESS,
+    LABEL,
+    NAME,
+    PATH,
+    SUFFIX,
+    allowed,
+    coerce,
+)
+from supadupstack.configcheck import option as _opt
 from supadupstack.errors import ConfigError
-
-
-def _opt(default: Any, doc: str, *, choices: tuple | None = None, lo=None, hi=None, nullable=False):
-    meta = {"doc": doc, "choices": choices, "lo": lo, "hi": hi, "nullable": nullable}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
-    return field(default=default, metadata=meta)
+from supadupstack.smallfile import read_small_text
 
 
 @dataclass
 class IngestConfig:
     recursive: bool = _opt(True, "Recurse into sub-folders of each input folder.")
     include_stacked: bool = _opt(False, "Also read stacked products (Stacked_*, DSO_Stacked_*).")
-    extensions: list = _opt([".fit", ".fits", ".fts"], "File name endings read as FITS frames.")
+    extensions: list = _opt(
+        [".fit", ".fits", ".fts"],
+        "File name endings read as FITS frames (+ .gz/.fz).",
+        items=SUFFIX,
+        what="file endings like '.fit'",
+    )
+    target: str | None = _opt(
+        None,
+        "When the inputs hold several targets (pointing groups): the one to stack, by number "
+        "(1 = most frames) or OBJECT name. Default: the largest.",
+        nullable=True,
+        pattern=LABEL,
+        what="a number or a name",
+    )
 
 
 @dataclass
@@ -50,7 +67,9 @@ class QualityConfig:
         1.5, "Reject FWHM > ratio x median FWHM of the set.", lo=1.0, hi=10
     )
     min_star_ratio: float = _opt(0.3, "Reject star count < ratio x median count.", lo=0.0, hi=1.0)
-    max_sky_ratio: float = _opt(3.0, "Reject sky > ratio x median sky (clouds, dawn).", lo=1.0)
+    max_sky_ratio: float = _opt(
+        3.0, "Reject sky > ratio x median sky (clouds, dawn).", lo=1.0, hi=1000
+    )
     min_finite_fraction: float = _opt(0.5, "Reject frames with fewer finite pixels.", lo=0, hi=1)
     min_transparency: float = _opt(
         0.6,
@@ -58,7 +77,9 @@ class QualityConfig:
         lo=0.0,
         hi=1.0,
     )
-    detect_sigma: float = _opt(5.0, "Star detection threshold in background sigma.", lo=1.0)
+    detect_sigma: float = _opt(
+        5.0, "Star detection threshold in background sigma.", lo=1.0, hi=1000
+    )
 
 
 @dataclass
@@ -68,8 +89,8 @@ class AstrometryConfig:
         "Plate solver for frames without header WCS or sidecar.",
         choices=("auto", "astrometry.net", "astap", "none"),
     )
-    timeout_s: float = _opt(120.0, "Seconds before one solve is abandoned.", lo=1.0)
-    workers: int = _opt(0, "Parallel solves (0 = number of cores).", lo=0)
+    timeout_s: float = _opt(120.0, "Seconds before one solve is abandoned.", lo=1.0, hi=86400)
+    workers: int = _opt(0, "Parallel solves (0 = number of cores).", lo=0, hi=256)
     radius_deg: float = _opt(2.0, "Search radius around the header RA/DEC hint.", lo=0.1, hi=180)
     scale_tolerance: float = _opt(
         0.12, "Relative tolerance on the pixel-scale hint.", lo=0.01, hi=0.9
@@ -84,7 +105,10 @@ class CanvasConfig:
         None, "Canvas pixel scale (default: median frame scale).", lo=0.01, nullable=True
     )
     orientation: str = _opt("north_up", "Canvas orientation.", choices=("north_up", "min_area"))
-    padding_px: int = _opt(8, "Padding around the union of footprints.", lo=0)
+    padding_px: int = _opt(8, "Padding around the union of footprints.", lo=0, hi=10000)
+    max_megapixels: float = _opt(
+        400.0, "Refuse a canvas larger than this (megapixels, before polish).", lo=0.01, hi=10000
+    )
 
 
 @dataclass
@@ -110,7 +134,7 @@ class StackingConfig:
     kappa_high: float = _opt(3.0, "High rejection threshold (sigma).", lo=0.5, hi=20)
     max_iterations: int = _opt(10, "Rejection iterations.", lo=1, hi=100)
     combine: str = _opt("mean", "Combination of accepted samples.", choices=("mean", "median"))
-    memory_budget_mb: int = _opt(2048, "Memory for one stack (row chunks).", lo=64)
+    memory_budget_mb: int = _opt(2048, "Memory for one stack (row chunks).", lo=64, hi=1048576)
 
 
 @dataclass
@@ -135,7 +159,7 @@ class SdsConfig:
     )
     gain_min: float = _opt(0.5, "Smallest gain before clamping (warned).", lo=0.01, hi=1)
     gain_max: float = _opt(2.0, "Largest gain before clamping (warned).", lo=1, hi=100)
-    reject_min_tiles: int = _opt(3, "Winsorize the global co-add where >= N tiles.", lo=2)
+    reject_min_tiles: int = _opt(3, "Winsorize the global co-add where >= N tiles.", lo=2, hi=10000)
 
 
 @dataclass
@@ -165,7 +189,9 @@ class PolishConfig:
         None, "Coverage cut (None: 0.4 in SDS, 0.0 in classic).", lo=0, hi=1, nullable=True
     )
     two_pass_renorm: bool = _opt(False, "Even out border levels from smoothed coverage.")
-    two_pass_sigma_px: float = _opt(50.0, "Gaussian sigma of the coverage smoothing.", lo=1)
+    two_pass_sigma_px: float = _opt(
+        50.0, "Gaussian sigma of the coverage smoothing.", lo=1, hi=1000
+    )
     two_pass_gain_min: float = _opt(0.85, "Two-pass gain clamp (low).", lo=0.1, hi=1)
     two_pass_gain_max: float = _opt(1.18, "Two-pass gain clamp (high).", lo=1, hi=10)
     quality_crop: bool = _opt(True, "Crop unstable borders.")
@@ -174,15 +200,20 @@ class PolishConfig:
         0.5, "Alt-az mask keeps coverage >= fraction of max.", lo=0, hi=1
     )
     autocrop: bool = _opt(True, "Crop to the bounding box of valid coverage.")
-    autocrop_margin_px: int = _opt(0, "Margin kept around the autocrop box.", lo=0)
+    autocrop_margin_px: int = _opt(0, "Margin kept around the autocrop box.", lo=0, hi=10000)
 
 
 @dataclass
 class OutputConfig:
-    name: str = _opt("supadupstack", "Base name of the output files.")
+    name: str = _opt(
+        "supadupstack",
+        "Base name of the output files.",
+        pattern=NAME,
+        what="a file name without folder, not starting with '.' or '-'",
+    )
     png: bool = _opt(True, "Write a stretched PNG preview.")
     jpg: bool = _opt(False, "Also write a JPG preview.")
-    preview_max_side: int = _opt(2048, "Longest side of the preview (pixels).", lo=64)
+    preview_max_side: int = _opt(2048, "Longest side of the preview (pixels).", lo=64, hi=32768)
     stretch: str = _opt("asinh", "Preview stretch.", choices=("asinh", "mtf"))
     linked: bool = _opt(True, "Stretch channels with one linked curve.")
     white_balance: str = _opt(
@@ -192,11 +223,24 @@ class OutputConfig:
 
 @dataclass
 class ExecutionConfig:
-    workers: int = _opt(0, "Local worker processes (0 = number of cores).", lo=0)
-    scheduler: str | None = _opt(None, "dask.distributed scheduler address.", nullable=True)
-    dask_local: int = _opt(0, "Start a local dask cluster with N workers (0 = off).", lo=0)
-    workdir: str | None = _opt(None, "Work directory (default: <output>/work).", nullable=True)
-    memory_budget_mb: int = _opt(3072, "Peak memory the run aims to stay under.", lo=256)
+    workers: int = _opt(0, "Local worker processes (0 = number of cores).", lo=0, hi=1024)
+    scheduler: str | None = _opt(
+        None,
+        "dask.distributed scheduler address.",
+        nullable=True,
+        pattern=ADDRESS,
+        what="like tcp://host:8786",
+    )
+    dask_local: int = _opt(0, "Start a local dask cluster with N workers (0 = off).", lo=0, hi=256)
+    workdir: str | None = _opt(
+        None, "Work directory (default: <output>/work).", nullable=True, pattern=PATH
+    )
+    memory_budget_mb: int = _opt(
+        3072,
+        "Peak memory the run aims to stay under: caps concurrent workers.",
+        lo=256,
+        hi=1048576,
+    )
 
 
 SECTIONS: dict[str, type] = {
@@ -238,81 +282,32 @@ class Config:
         return dataclasses.asdict(self)
 
 
-def _allowed(f: dataclasses.Field) -> str:
-    m = f.metadata
-    if m.get("choices"):
-        return "one of " + ", ".join(repr(c) for c in m["choices"])
-    lo, hi = m.get("lo"), m.get("hi")
-    kind = _kind(f)
-    rng = f"{kind}"
-    if lo is not None and hi is not None:
-        rng += f" in [{lo}, {hi}]"
-    elif lo is not None:
-        rng += f" >= {lo}"
-    elif hi is not None:
-        rng += f" <= {hi}"
-    return rng + (" or null" if m.get("nullable") else "")
+CONFIG_FILE_MAX = 1 << 20  # bytes: a config file is a few kB
 
 
-def _kind(f: dataclasses.Field) -> str:
-    t = str(f.type)
-    for name in ("bool", "int", "float", "str", "list"):
-        if t.startswith(name):
-            return name
-    return t
-
-
-def _coerce(key: str, f: dataclasses.Field, value: Any) -> Any:
-    """Check one value against the field's type, choices and range; return it coerced."""
-    m = f.metadata
-    kind = _kind(f)
-    as_null = isinstance(value, str) and value.lower() in ("none", "null") and m.get("nullable")
-    if value is None or as_null:
-        if m.get("nullable"):
-            return None
-        raise ConfigError(f"config key '{key}': null is not allowed; allowed: {_allowed(f)}")
-    bad = ConfigError(f"config key '{key}': {value!r} is invalid; allowed: {_allowed(f)}")
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise bad
-    elif kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad
-    elif kind == "float":
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise bad
-        value = float(value)
-    elif kind == "str":
-        if not isinstance(value, str):
-            raise bad
-    elif kind == "list" and not isinstance(value, list):
-        raise bad
-    if m.get("choices") and value not in m["choices"]:
-        raise bad
-    if m.get("lo") is not None and value < m["lo"]:
-        raise bad
-    if m.get("hi") is not None and value > m["hi"]:
-        raise bad
-    return value
+def _quoted(text: Any) -> str:
+    """A key or section name for an error message: one line, short."""
+    shown = repr(str(text))
+    return shown if len(shown) <= 62 else shown[:59] + "..."
 
 
 def _set(cfg: Config, section: str, key: str, value: Any) -> None:
     if section not in SECTIONS:
         raise ConfigError(
-            f"unknown config section '{section}'; allowed: mode, {', '.join(SECTIONS)}"
+            f"unknown config section {_quoted(section)}; allowed: mode, {', '.join(SECTIONS)}"
         )
     obj = getattr(cfg, section)
     fields = {f.name: f for f in dataclasses.fields(obj)}
     if key not in fields:
         raise ConfigError(
-            f"unknown config key '{section}.{key}'; allowed keys: {', '.join(fields)}"
+            f"unknown config key {_quoted(f'{section}.{key}')}; allowed keys: {', '.join(fields)}"
         )
-    setattr(obj, key, _coerce(f"{section}.{key}", fields[key], value))
+    setattr(obj, key, coerce(f"{section}.{key}", fields[key], value))
 
 
 def _set_mode(cfg: Config, value: Any) -> None:
-    if value not in MODES:
-        raise ConfigError(f"config key 'mode': {value!r} is invalid; allowed: {MODES}")
+    if not isinstance(value, str) or value not in MODES:
+        raise ConfigError(f"config key 'mode': {_quoted(value)} is invalid; allowed: {MODES}")
     cfg.mode = value
 
 
@@ -324,7 +319,7 @@ def from_mapping(data: dict[str, Any], base: Config | None = None) -> Config:
             _set_mode(cfg, table)
             continue
         if not isinstance(table, dict):
-            raise ConfigError(f"config section '{section}' must be a table of keys")
+            raise ConfigError(f"config section {_quoted(section)} must be a table of keys")
         for key, value in table.items():
             _set(cfg, section, key, value)
     validate(cfg)
@@ -334,34 +329,56 @@ def from_mapping(data: dict[str, Any], base: Config | None = None) -> Config:
 def load_toml(path: str | Path, base: Config | None = None) -> Config:
     """Read a TOML config file; errors name the file and the key."""
     p = Path(path)
+    text = read_small_text(p, CONFIG_FILE_MAX, "config file", ConfigError)
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {p}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        first = (str(exc).splitlines() or [""])[0]
+        raise ConfigError(f"config file {p} is not valid TOML: {first}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {p} is nested too deeply") from None
     return from_mapping(data, base)
+
+
+def _literal(raw: str) -> Any:
+    """An override's value: a TOML literal, else the plain string."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+    except RecursionError:
+        raise ConfigError(f"override value {_quoted(raw)} is nested too deeply") from None
+
+
+def set_key(cfg: Config, dotted: str, value: Any) -> None:
+    """Set one ``section.key`` (or ``mode``) to a Python value, checked like any other."""
+    if dotted == "mode":
+        _set_mode(cfg, value)
+        return
+    if "." not in dotted:
+        raise ConfigError(f"override {_quoted(dotted)}: key must be section.key")
+    section, key = dotted.split(".", 1)
+    _set(cfg, section, key, value)
 
 
 def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
     """Apply ``section.key=value`` strings (value as a TOML literal, else a plain string)."""
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"override '{item}' must look like section.key=value")
+            raise ConfigError(f"override {_quoted(item)} must look like section.key=value")
         dotted, raw = item.split("=", 1)
-        try:
-            value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw
-        if dotted.strip() == "mode":
-            _set_mode(cfg, value)
-            continue
-        if "." not in dotted:
-            raise ConfigError(f"override '{item}': key must be section.key")
-        section, key = dotted.strip().split(".", 1)
-        _set(cfg, section, key, value)
+        set_key(cfg, dotted.strip(), _literal(raw))
     validate(cfg)
     return cfg
+
+
+def _ordered(cfg: Config, low: str, high: str, strict: bool = True) -> None:
+    lo_section, lo_key = low.split(".")
+    hi_section, hi_key = high.split(".")
+    a, b = getattr(getattr(cfg, lo_section), lo_key), getattr(getattr(cfg, hi_section), hi_key)
+    if (a >= b) if strict else (a > b):
+        rel = "<" if strict else "<="
+        raise ConfigError(f"config key '{low}': must be {rel} {high} ({b})")
 
 
 def validate(cfg: Config) -> None:
@@ -370,14 +387,19 @@ def validate(cfg: Config) -> None:
     for section in SECTIONS:
         obj = getattr(cfg, section)
         for f in dataclasses.fields(obj):
-            setattr(obj, f.name, _coerce(f"{section}.{f.name}", f, getattr(obj, f.name)))
+            setattr(obj, f.name, coerce(f"{section}.{f.name}", f, getattr(obj, f.name)))
     if cfg.sds.target_batch_size < cfg.sds.min_batch_size:
         raise ConfigError(
             "config key 'sds.target_batch_size': must be >= sds.min_batch_size "
             f"({cfg.sds.min_batch_size})"
         )
-    if cfg.sds.gain_min >= cfg.sds.gain_max:
-        raise ConfigError("config key 'sds.gain_min': must be < sds.gain_max")
+    _ordered(cfg, "sds.gain_min", "sds.gain_max")
+    _ordered(cfg, "classic.gain_min", "classic.gain_max")
+    _ordered(cfg, "polish.two_pass_gain_min", "polish.two_pass_gain_max")
+    if cfg.execution.scheduler and cfg.execution.dask_local:
+        raise ConfigError(
+            "config key 'execution.dask_local': cannot be used with execution.scheduler"
+        )
 
 
 def describe() -> str:
@@ -388,7 +410,7 @@ def describe() -> str:
         lines.append(f"\n[{section}]")
         for f in dataclasses.fields(getattr(default, section)):
             value = getattr(getattr(default, section), f.name)
-            doc = f"# {f.metadata['doc']} Allowed: {_allowed(f)}."
+            doc = f"# {f.metadata['doc']} Allowed: {allowed(f)}."
             if value is None:
                 lines.append(f"# {f.name} = (unset by default)  {doc}")
             else:

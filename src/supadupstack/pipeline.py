@@ -6,19 +6,25 @@ The CLI calls these; stages never import this module.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from supadupstack.astrometry.register import attach_wcs
+from supadupstack.canvas.targets import group_by_pointing, scale_outliers, select_target
 from supadupstack.config import CalibrationConfig, Config
 from supadupstack.errors import FrameError, NothingUsableError, SupaDupError
-from supadupstack.execution import executor
+from supadupstack.execution import executor, workdir
 from supadupstack.execution.progress import for_stage
+from supadupstack.execution.runlog import RunLog
+from supadupstack.execution.threads import single_thread_blas
 from supadupstack.frames.calibrate import calibrate_frame
 from supadupstack.frames.fits_io import drop_duplicates, load_pixels, read_frames, scan_inputs
 from supadupstack.frames.model import Frame, Skip
 from supadupstack.frames.quality import FrameQuality, gate_reasons, measure_quality
-from supadupstack.outputs.atomic import write_text_atomic
+from supadupstack.outputs.atomic import remove_stale_parts
+
+log = logging.getLogger("supadupstack.run")
 
 
 @dataclass
@@ -51,10 +57,15 @@ def one_kind(frames: list[Frame]) -> tuple[list[Frame], list[Skip]]:
     return keep, [Skip(f.path, f"{what} frame among {majority} frames") for f in drop]
 
 
-def find_frames(inputs: list[str], cfg: Config) -> tuple[list[Frame], list[Skip]]:
-    """Scan inputs and read headers; raise NothingUsableError when no frame is readable."""
+def find_frames(
+    inputs: list[str], cfg: Config, exclude: list[Path] | tuple = ()
+) -> tuple[list[Frame], list[Skip]]:
+    """Scan inputs and read headers; raise NothingUsableError when no frame is readable.
+
+    Folders in ``exclude`` (the run's own output and work folders) are never read.
+    """
     paths, skips = scan_inputs(
-        inputs, cfg.ingest.extensions, cfg.ingest.recursive, cfg.ingest.include_stacked
+        inputs, cfg.ingest.extensions, cfg.ingest.recursive, cfg.ingest.include_stacked, exclude
     )
     if not paths:
         where = ", ".join(str(i) for i in inputs)
@@ -87,7 +98,8 @@ def measure_frames(frames: list[Frame], cfg: Config, progress=None) -> list[Fram
     jobs = [(f, cfg.calibration, cfg.quality.detect_sigma) for f in frames]
     results: list[FrameQuality | str | None] = [None] * len(jobs)
     for done, (i, res) in enumerate(executor.run_jobs(_measure_one, jobs, cfg.execution), 1):
-        results[i] = res
+        failed = isinstance(res, executor.JobFailed)
+        results[i] = f"measuring failed: {res.reason}" if failed else res
         if progress:
             progress(done, len(jobs), jobs[i][0].name)
     return results  # type: ignore[return-value]
@@ -97,6 +109,11 @@ def survey(
     inputs: list[str], cfg: Config, solve: bool = False, measure: bool = True, progress=None
 ) -> Survey:
     """Find frames, attach WCS (solving if asked), measure and gate them."""
+    with single_thread_blas():
+        return _survey(inputs, cfg, solve, measure, progress)
+
+
+def _survey(inputs: list[str], cfg: Config, solve: bool, measure: bool, progress) -> Survey:
     frames, skips = find_frames(inputs, cfg)
     frames, wcs_skips = attach_wcs(frames, cfg.astrometry, solve=solve, progress=progress)
     skips.extend(wcs_skips)
@@ -133,90 +150,97 @@ def relative(path: Path) -> str:
 
 
 def frames_with_wcs(
-    inputs: list[str], cfg: Config, progress=None
+    inputs: list[str], cfg: Config, progress=None, exclude: list[Path] | tuple = ()
 ) -> tuple[list[Frame], list[Skip]]:
-    """Frames that have (or got, by solving) a WCS, plus every skipped file with its reason."""
-    frames, skips = find_frames(inputs, cfg)
+    """Frames of one target that have (or got, by solving) a WCS, plus every skipped file
+    with its reason: no WCS, a wildly wrong pixel scale, or another target (``ingest.target``
+    picks which; default the largest group)."""
+    frames, skips = find_frames(inputs, cfg, exclude)
     frames, wcs_skips = attach_wcs(frames, cfg.astrometry, solve=True, progress=progress)
     skips.extend(wcs_skips)
     if not frames:
         why = "; ".join(f"{s.path.name}: {s.reason}" for s in skips[:3])
         raise NothingUsableError(f"no frame has a WCS ({why})")
-    return frames, skips
+    frames, odd = scale_outliers(frames)
+    skips.extend(odd)
+    targets = group_by_pointing(frames)
+    chosen, others, _ = select_target(targets, cfg.ingest.target)
+    if len(targets) > 1:
+        log.warning("the inputs hold %d targets; stacking %s", len(targets), chosen.describe())
+    skips.extend(others)
+    return chosen.frames, skips
 
 
-class _RunLog:
-    """Log of one run: every event to ``work/run.log``; copied next to the outputs at the end."""
-
-    def __init__(self, work_dir: Path, verbose: bool = False):
-        work_dir.mkdir(parents=True, exist_ok=True)
-        self.path = work_dir / "run.log"
-        self.handler = logging.FileHandler(self.path, mode="a", encoding="utf-8")
-        self.handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-        )
-        self.logger = logging.getLogger("supadupstack")
-        self.logger.addHandler(self.handler)
-        self.old_level = self.logger.level
-        self.logger.setLevel(logging.INFO)
-
-    def close(self, final: Path | None) -> None:
-        self.logger.removeHandler(self.handler)
-        self.logger.setLevel(self.old_level)
-        self.handler.close()
-        if final is not None:
-            write_text_atomic(final, self.path.read_text(encoding="utf-8"))
-
-
-def remove_partial_files(folders: list[Path]) -> int:
-    """Delete temporary ``.NAME.*.part`` files a killed run left behind (never final files)."""
-    n = 0
-    for folder in folders:
-        if folder.is_dir():
-            for p in folder.glob(".*.part"):
-                p.unlink(missing_ok=True)
-                n += 1
-    return n
+def _writable_folder(path: Path, what: str) -> Path:
+    """Create ``path`` if needed; one-line errors for a file in the way or no write access."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise SupaDupError(f"{what} {path} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SupaDupError(f"cannot create {what} {path}: {exc.strerror or exc}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise SupaDupError(f"cannot write to {what} {path}: permission denied")
+    return path
 
 
 def run(
     inputs: list[str], out_dir: Path, cfg: Config, plan_path: Path | None = None, progress=None
 ) -> dict:
     """Run the configured mode end to end; returns the report (also written to disk)."""
+    with single_thread_blas():
+        return _run(inputs, out_dir, cfg, plan_path, progress)
+
+
+def _run(inputs: list[str], out_dir: Path, cfg: Config, plan_path: Path | None, progress) -> dict:
+
+    out_dir = _writable_folder(Path(out_dir), "output folder")
+    work_dir = Path(cfg.execution.workdir) if cfg.execution.workdir else out_dir / "work"
+    work_dir = _writable_folder(work_dir, "work folder")
+    with workdir.run_lock([out_dir, work_dir]):
+        remove_stale_parts([out_dir, work_dir, work_dir / "megatiles", work_dir / "master_tiles"])
+        runlog = RunLog(work_dir)
+        final_log = None
+        try:
+            report = _run_mode(inputs, out_dir, work_dir, cfg, plan_path, progress)
+            final_log = out_dir / f"{cfg.output.name}.log"
+            return report
+        finally:
+            runlog.close(final_log)
+
+
+def _run_mode(
+    inputs: list[str],
+    out_dir: Path,
+    work_dir: Path,
+    cfg: Config,
+    plan_path: Path | None,
+    progress,
+) -> dict:
     from supadupstack.outputs.write import write_report
     from supadupstack.sds.mode import run_sds
 
-    out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SupaDupError(f"cannot create output folder {out_dir}: {exc.strerror}") from None
-    work_dir = Path(cfg.execution.workdir) if cfg.execution.workdir else out_dir / "work"
-    remove_partial_files([out_dir, work_dir, work_dir / "megatiles"])
-    runlog = _RunLog(work_dir)
     log = logging.getLogger("supadupstack.run")
     name = cfg.output.name
-    final_log = None
-    try:
-        log.info("run started: mode %s, inputs %s", cfg.mode, inputs)
-        frames, skips = frames_with_wcs(inputs, cfg, for_stage(progress, "wcs"))
-        for s in skips:
-            log.info("skipped %s: %s", s.path, s.reason)
-        log.info("%d frames with WCS, %d files skipped", len(frames), len(skips))
-        if cfg.mode == "classic":
-            from supadupstack.classic.run import run_classic
+    log.info("run started: mode %s, inputs %s", cfg.mode, inputs)
+    frames, skips = frames_with_wcs(
+        inputs, cfg, for_stage(progress, "wcs"), exclude=[out_dir, work_dir]
+    )
+    for s in skips:
+        log.info("skipped %s: %s", s.path, s.reason)
+    log.info("%d frames with WCS, %d files skipped", len(frames), len(skips))
+    if cfg.mode == "classic":
+        from supadupstack.classic.run import run_classic
 
-            result = run_classic(frames, out_dir, work_dir, cfg, progress)
-        else:
-            result = run_sds(frames, out_dir, work_dir, cfg, plan_path, progress)
-        report = result.report
-        report["inputs"] = [str(i) for i in inputs]
-        report["skipped_files"] = [{"path": str(s.path), "reason": s.reason} for s in skips]
-        report["config"] = cfg.to_dict()
-        report["output"]["report"] = str(out_dir / f"{name}.report.json")
-        report["output"]["log"] = str(out_dir / f"{name}.log")
-        write_report(report, out_dir / f"{name}.report.json")
-        final_log = out_dir / f"{name}.log"
-        return report
-    finally:
-        runlog.close(final_log)
+        result = run_classic(frames, out_dir, work_dir, cfg, progress)
+    else:
+        result = run_sds(frames, out_dir, work_dir, cfg, plan_path, progress)
+    report = result.report
+    report["inputs"] = [str(i) for i in inputs]
+    report["skipped_files"] = [{"path": str(s.path), "reason": s.reason} for s in skips]
+    report["config"] = cfg.to_dict()
+    report["output"]["report"] = str(out_dir / f"{name}.report.json")
+    report["output"]["log"] = str(out_dir / f"{name}.log")
+    write_report(report, out_dir / f"{name}.report.json")
+    return report

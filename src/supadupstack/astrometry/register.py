@@ -69,11 +69,10 @@ def _save_sidecar(frame: Frame, wcs: WCS) -> None:
     path = sidecar_path(frame.path)
     try:
         write_sidecar(wcs, path, frame.width, frame.height)
-    except OSError as exc:
+    except (OSError, SupaDupError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         log.warning(
-            "cannot write WCS sidecar %s (%s); the solution is kept in memory only",
-            path,
-            exc.strerror or exc,
+            "cannot write WCS sidecar %s (%s); the solution is kept in memory only", path, why
         )
 
 
@@ -141,23 +140,33 @@ def _solve_all(
     skipped: dict[int, Skip],
 ) -> None:
     workers = max(1, min(cfg.workers or os.cpu_count() or 1, len(pending)))
-    total = len(pending)
-    done = 0
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="solve") as pool:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="solve")
+    try:
         futures = {pool.submit(_solve_one, solver, f, cfg): (i, f, p) for i, f, p in pending}
-        for future in as_completed(futures):
-            i, frame, problem = futures[future]
-            done += 1
-            try:
-                wcs = future.result()
-            except (SupaDupError, OSError) as exc:  # OSError: temp dir, reading the frame
-                skipped[i] = Skip(frame.path, _no_wcs(str(exc), problem))
-                if progress:
-                    progress(done, total, f"{frame.name}: not solved ({exc})")
-                continue
-            _set(frame, wcs, "solved")
-            kept[i] = frame
-            if cfg.write_sidecar:
-                _save_sidecar(frame, wcs)
+        _collect(futures, solver, cfg, progress, kept, skipped)
+    except BaseException:  # Ctrl-C, SIGTERM: end the solver processes, do not wait for them
+        pool.shutdown(wait=False, cancel_futures=True)
+        solvers.RUNNING.kill_all()
+        raise
+    pool.shutdown(wait=True)
+
+
+def _collect(futures, solver, cfg, progress, kept, skipped) -> None:
+    """Record each finished solve: a WCS (and its sidecar) or a skip with the reason."""
+    total, done = len(futures), 0
+    for future in as_completed(futures):
+        i, frame, problem = futures[future]
+        done += 1
+        try:
+            wcs = future.result()
+        except (SupaDupError, OSError) as exc:  # OSError: temp dir, reading the frame
+            skipped[i] = Skip(frame.path, _no_wcs(str(exc), problem))
             if progress:
-                progress(done, total, f"{frame.name}: solved by {solver.name}")
+                progress(done, total, f"{frame.name}: not solved ({exc})")
+            continue
+        _set(frame, wcs, "solved")
+        kept[i] = frame
+        if cfg.write_sidecar:
+            _save_sidecar(frame, wcs)
+        if progress:
+            progress(done, total, f"{frame.name}: solved by {solver.name}")

@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -56,6 +57,25 @@ def _tail(text: str) -> str:
     return (causes[0] if causes else lines[-1])[:200]
 
 
+class _Running:
+    """Solver processes running now, so an interrupted run can end them (they run in their own
+    sessions, out of reach of the terminal's Ctrl-C, and would outlive the run)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.procs: set[subprocess.Popen] = set()
+
+    def kill_all(self) -> None:
+        with self.lock:
+            procs = list(self.procs)
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+RUNNING = _Running()
+
+
 def run_command(cmd: list[str], cwd: Path, timeout_s: float) -> tuple[int, str]:
     """Run ``cmd`` in its own process group; (exit code, stdout+stderr). On timeout the whole
     group (the solver's helper processes included) is killed and AstrometryError raised."""
@@ -72,6 +92,8 @@ def run_command(cmd: list[str], cwd: Path, timeout_s: float) -> tuple[int, str]:
         )
     except OSError as exc:
         raise AstrometryError(f"cannot start {Path(cmd[0]).name}: {exc.strerror or exc}") from None
+    with RUNNING.lock:
+        RUNNING.procs.add(proc)
     try:
         out, _ = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -80,6 +102,9 @@ def run_command(cmd: list[str], cwd: Path, timeout_s: float) -> tuple[int, str]:
     except BaseException:
         _kill_group(proc)
         raise
+    finally:
+        with RUNNING.lock:
+            RUNNING.procs.discard(proc)
     return proc.returncode, out or ""
 
 

@@ -9,8 +9,6 @@ files themselves keep 1-based CRPIX, which astropy converts on reading.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from astropy.utils.exceptions import AstropyWarning
 from astropy.wcs import WCS
 
 from supadupstack.errors import AstrometryError
+from supadupstack.outputs.atomic import write_atomic
 
 SIDECAR_SUFFIX = ".wcs"
 MIN_SCALE_ARCSEC = 1e-3  # plausible pixel scales (arcsec/px) of a real image
@@ -184,25 +183,18 @@ def read_sidecar(path: Path, width: int | None = None, height: int | None = None
 
 
 def write_sidecar(wcs: WCS, path: Path, width: int, height: int) -> None:
-    """Write ``wcs`` as an astrometry.net-style ``.wcs`` file, atomically (temp + replace).
+    """Write ``wcs`` as an astrometry.net-style ``.wcs`` file, atomically, with the umask's mode.
 
-    Raises OSError when the folder is not writable; a half-written file is never left behind.
+    Raises SupaDupError (one line) when the folder is not writable; a half-written file is
+    never left behind.
     """
-    path = Path(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AstropyWarning)
         header = wcs.to_header(relax=True)
     header["IMAGEW"] = (int(width), "Image width, in pixels.")
     header["IMAGEH"] = (int(height), "Image height, in pixels.")
     hdu = fits.PrimaryHDU(header=header)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".wcs.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            hdu.writeto(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(Path(path), lambda p: hdu.writeto(p, overwrite=True))
 
 
 def centre_radec(wcs: WCS, width: int, height: int) -> tuple[float, float]:

@@ -3,6 +3,8 @@
 from supadupstack.canvas.canvas import (
     Canvas,
     CanvasError,
+    CanvasTooLarge,
+    Projection,
     build_canvas,
     canvas_from_frames,
     frame_footprint,
@@ -20,6 +22,8 @@ from supadupstack.canvas.resample import (
 __all__ = [
     "Canvas",
     "CanvasError",
+    "CanvasTooLarge",
+    "Projection",
     "Patch",
     "build_canvas",
     "canvas_from_frames",

@@ -148,7 +148,7 @@ def build_master_tile(
     if fs.patch is None:
         return MasterTile(index, "", [], fs.rejected, centre=centre, seconds=time.monotonic() - t0)
     tile = _patch_on(local, fs.patch)
-    cards = {"TILEIDX": index, "NFRAMES": len(fs.used), "TILEKEY": key[:68]}
+    cards = {"TILEIDX": index, "NFRAMES": len(fs.used), "TILEKEY": key}
     save_tile(path, tile, local.wcs, cards)
     return MasterTile(
         index=index,

@@ -3,8 +3,8 @@
 frames → groups → master tiles on local TAN grids → tile harmonisation → feathered assembly
 on the canvas → polish (classic defaults) → FITS + coverage + PNG + report.
 
-Master tiles live in ``<work>/master_tiles`` as FITS with a content key (frames, calibration,
-quality, resampling and stacking settings, canvas, group centre), so a re-run with the same
+Master tiles live in ``<work>/master_tiles`` as FITS named by their key (frames, pixel
+settings, canvas projection, group centre: ``execution.workdir``), so a re-run with the same
 inputs reuses finished tiles. A group whose frames are all rejected is skipped and reported;
 only when every group is skipped does the run stop (one-line ``NothingUsableError``).
 """
@@ -12,18 +12,15 @@ only when every group is skipped does the run stop (one-line ``NothingUsableErro
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from astropy.io import fits
 
 from supadupstack import __version__
-from supadupstack.canvas.canvas import Canvas, canvas_for_frames
+from supadupstack.canvas.canvas import Canvas
 from supadupstack.classic.assembly import assemble
 from supadupstack.classic.groups import Group, group_frames
 from supadupstack.classic.harmonize import (
@@ -35,9 +32,9 @@ from supadupstack.classic.harmonize import (
 from supadupstack.classic.master_tile import MasterTile, build_master_tile
 from supadupstack.config import Config
 from supadupstack.errors import NothingUsableError
-from supadupstack.execution.executor import run_jobs
+from supadupstack.execution import workdir
+from supadupstack.execution.executor import JobFailed, run_jobs
 from supadupstack.frames.model import Frame
-from supadupstack.outputs.atomic import write_text_atomic
 from supadupstack.outputs.products import (
     output_summary,
     run_cards,
@@ -48,7 +45,6 @@ from supadupstack.polish.mosaic import Mosaic
 from supadupstack.polish.steps import polish
 
 log = logging.getLogger("supadupstack.classic")
-TILE_FORMAT = "classic-tile-1"  # bump when the tile algorithm changes (invalidates caches)
 
 
 @dataclass
@@ -58,55 +54,58 @@ class ClassicResult:
     png_path: Path | None
 
 
-def tile_key(group: Group, canvas: Canvas, cfg: Config) -> str:
-    """Content key of a master tile: its files (path, size, mtime), settings, canvas, centre."""
-    h = hashlib.sha1(TILE_FORMAT.encode())
-    for f in group.frames:
-        st = f.path.stat()
-        h.update(f"{f.path}|{st.st_size}|{st.st_mtime_ns}".encode())
-    for part in (cfg.calibration, cfg.quality, cfg.resample, cfg.stacking):
-        h.update(json.dumps(dataclasses.asdict(part), sort_keys=True).encode())
-    h.update(canvas.wcs.to_header_string().encode())
-    h.update(f"{canvas.shape}|{group.centre}".encode())
-    return h.hexdigest()
-
-
-def _reuse(path: Path, key: str) -> MasterTile | None:
-    """A finished master tile with the same key from an earlier run (FITS and JSON both done)."""
-    meta = path.with_suffix(".json")
-    if not (path.exists() and meta.exists()):
+def _reuse(group: Group, path: Path, key: str) -> MasterTile | None:
+    """A finished master tile with this key from an earlier run (FITS and JSON both done)."""
+    doc = workdir.load_tile_meta(path, key)
+    if doc is None:
         return None
     try:
-        if fits.getheader(path).get("TILEKEY") != key[:68]:
-            return None
-        doc = json.loads(meta.read_text())
-        doc["centre"], doc["shape"], doc["reused"] = tuple(doc["centre"]), tuple(doc["shape"]), True
+        doc.pop("key")
+        doc.update(index=group.index, path=str(path), reused=True)
+        doc["centre"], doc["shape"] = tuple(doc["centre"]), tuple(doc["shape"])
         return MasterTile(**doc)
-    except (OSError, ValueError, TypeError):
+    except (KeyError, TypeError, ValueError):
         return None
 
 
 def _one_group(args) -> MasterTile:
-    group, canvas, cfg, tile_dir = args
-    key = tile_key(group, canvas, cfg)
-    path = Path(tile_dir) / f"master_{group.index:03d}.fits"
-    done = _reuse(path, key)
+    group, canvas, cfg, tile_dir, key = args
+    path = workdir.tile_path(Path(tile_dir), "master", key)
+    done = _reuse(group, path, key)
     if done is not None:
         return done
     tile = build_master_tile(group.index, group.frames, group.centre, canvas, cfg, path, key)
     if tile.path:
-        write_text_atomic(path.with_suffix(".json"), json.dumps(dataclasses.asdict(tile)))
+        workdir.save_tile_meta(path, key, dataclasses.asdict(tile))
     return tile
 
 
 def build_master_tiles(
-    groups: list[Group], canvas: Canvas, cfg: Config, tile_dir: Path, progress=None
+    groups: list[Group], canvas: Canvas, cfg: Config, work_dir: Path, progress=None
 ) -> list[MasterTile]:
     """Every group's master tile (groups in parallel), in group order."""
+    tile_dir = work_dir / "master_tiles"
     tile_dir.mkdir(parents=True, exist_ok=True)
-    jobs = [(g, canvas, cfg, str(tile_dir)) for g in groups]
+    digests = workdir.file_digests([f.path for g in groups for f in g.frames], work_dir)
+    settings = workdir.pixel_settings(cfg.calibration, cfg.quality, cfg.resample, cfg.stacking)
+    jobs = [
+        (
+            g,
+            canvas,
+            cfg,
+            str(tile_dir),
+            workdir.tile_key(
+                "master", g.frames, digests, settings, canvas.projection, extra=repr(g.centre)
+            ),
+        )
+        for g in groups
+    ]
     tiles: list[MasterTile | None] = [None] * len(jobs)
     for n_done, (i, tile) in enumerate(run_jobs(_one_group, jobs, cfg.execution), start=1):
+        if isinstance(tile, JobFailed):
+            why = f"group {groups[i].index} failed: {tile.reason}"
+            rejected = {str(f.path): why for f in groups[i].frames}
+            tile = MasterTile(groups[i].index, "", [], rejected, centre=groups[i].centre)
         tiles[i] = tile
         state = "reused" if tile.reused else f"{tile.seconds:.1f}s"
         log.info(
@@ -139,12 +138,12 @@ def run_classic(
     """Run classic mode on frames that all have a WCS; returns the report and output paths."""
     times: dict[str, float] = {}
     t_all = t = time.monotonic()
-    canvas = canvas_for_frames(frames, cfg.canvas)
+    canvas = workdir.run_canvas(frames, cfg.canvas, work_dir)
     log.info('canvas %dx%d px at %.3f"/px', canvas.shape[1], canvas.shape[0], canvas.scale_arcsec)
     groups = group_frames(frames, cfg.classic)
     log.info("groups: %d of %s frames", len(groups), [len(g.frames) for g in groups])
     t = _timed(times, "groups", t)
-    all_tiles = build_master_tiles(groups, canvas, cfg, work_dir / "master_tiles", progress)
+    all_tiles = build_master_tiles(groups, canvas, cfg, work_dir, progress)
     t = _timed(times, "master_tiles", t)
     rejected = {p: r for tile in all_tiles for p, r in tile.rejected.items()}
     tiles = [tl for tl in all_tiles if tl.frames_used]

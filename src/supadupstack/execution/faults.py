@@ -1,9 +1,11 @@
-"""Deterministic crash points for resume tests.
+"""Deterministic fault points for resume and bad-input tests.
 
-``checkpoint(name)`` does nothing unless the environment variable ``SUPADUPSTACK_KILL_AT``
-equals ``name``: then the process kills itself with SIGKILL, exactly as a power cut or the
-OOM killer would, with no chance to clean up. Used by tests/test_resume.py to prove that a run
-killed at any stage resumes and gives the same result.
+``checkpoint(name)`` does nothing unless an environment variable names it:
+``SUPADUPSTACK_KILL_AT=name`` makes the process kill itself with SIGKILL, exactly as a power
+cut or the OOM killer would, with no chance to clean up (tests/test_resume.py proves that a
+run killed at any stage resumes and gives the same result); ``SUPADUPSTACK_FAIL_AT=name``
+raises a RuntimeError there, as a bug in one unit of work would (tests/test_bad_input.py
+proves that the run reports that unit and goes on).
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ import os
 import signal
 
 ENV = "SUPADUPSTACK_KILL_AT"
+FAIL_ENV = "SUPADUPSTACK_FAIL_AT"
 
 
 def checkpoint(name: str) -> None:
     if os.environ.get(ENV) == name:
         os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get(FAIL_ENV) == name:
+        raise RuntimeError(f"injected fault at {name}")

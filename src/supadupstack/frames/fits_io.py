@@ -6,6 +6,7 @@ so callers can skip the file and report why.
 
 from __future__ import annotations
 
+import filecmp
 import hashlib
 import os
 import warnings
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
+from astropy.io.fits.verify import VerifyError
 from astropy.utils.exceptions import AstropyWarning
 
 from supadupstack.errors import FrameError
@@ -21,6 +23,23 @@ from supadupstack.frames import header as hdr
 from supadupstack.frames.model import Frame, Skip
 
 STACKED_PREFIXES = ("stacked_", "dso_stacked_")
+# what the FITS reader and header parsing raise on damaged or hostile files
+PARSE_ERRORS = (
+    OSError,
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    ArithmeticError,
+    UnicodeError,
+    RecursionError,
+    MemoryError,
+    VerifyError,
+    EOFError,
+)
+COMPRESSED = (".gz", ".fz")
+MAX_FRAME_PIXELS = 400_000_000  # 3 planes of a 130 Mpx sensor: beyond that, not a frame
 
 
 def _is_skipped_name(name: str, include_stacked: bool) -> str | None:
@@ -32,18 +51,27 @@ def _is_skipped_name(name: str, include_stacked: bool) -> str | None:
     return None
 
 
+def _under(path: Path, folders: list[Path]) -> bool:
+    return any(path == f or f in path.parents for f in folders)
+
+
 def scan_inputs(
     inputs: Iterable[str | Path],
     extensions: Iterable[str] = (".fit", ".fits", ".fts"),
     recursive: bool = True,
     include_stacked: bool = False,
+    exclude: Iterable[Path] = (),
 ) -> tuple[list[Path], list[Skip]]:
     """Frame files under the given files/folders, sorted, plus the files skipped and why.
 
     Folders are walked (recursively by default); paths with spaces are fine. Thumbnails and
     stacked products are skipped with a reason; other non-FITS files in folders are ignored.
+    Compressed FITS (``.gz``, ``.fz`` after an extension) is read too. Nothing under the
+    ``exclude`` folders (a run's own output and work folders) is ever read.
     """
     exts = tuple(e.lower() for e in extensions)
+    exts = exts + tuple(e + z for e in exts for z in COMPRESSED) + (".fz",)
+    skip_dirs = [Path(e).resolve() for e in exclude]
     found: list[Path] = []
     skips: list[Skip] = []
     for item in inputs:
@@ -51,12 +79,20 @@ def scan_inputs(
         if not p.exists():
             skips.append(Skip(p, "no such file or folder"))
             continue
+        if _under(p.resolve(), skip_dirs):
+            skips.append(Skip(p, "inside the run's own output or work folder"))
+            continue
         if p.is_file():
             found.append(p)
             continue
+        if not os.access(p, os.R_OK | os.X_OK):
+            skips.append(Skip(p, "folder not readable (permission denied)"))
+            continue
         walker = os.walk(p) if recursive else [(str(p), [], os.listdir(p))]
         for dirpath, dirnames, filenames in walker:
-            dirnames.sort()
+            dirnames[:] = sorted(
+                d for d in dirnames if not _under((Path(dirpath) / d).resolve(), skip_dirs)
+            )
             for fname in sorted(filenames):
                 fp = Path(dirpath) / fname
                 if not fname.lower().endswith(exts):
@@ -82,17 +118,42 @@ def _image_hdu_index(hdul: fits.HDUList) -> int:
     raise FrameError("FITS file has no 2-D or 3-D image data")
 
 
+def _gzip_size(path: Path) -> int | None:
+    """Uncompressed size of a gzip file from its trailer (mod 2**32; None when unknown)."""
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(2) != b"\x1f\x8b":
+                return None
+            fh.seek(-4, os.SEEK_END)
+            size = int.from_bytes(fh.read(4), "little")
+    except OSError:
+        return None
+    return size if path.stat().st_size < 2**32 else None
+
+
 def _check_complete(path: Path, hdul: fits.HDUList, index: int) -> None:
-    """Raise if the file is shorter than its header says (a truncated copy)."""
+    """Raise before any pixel is read if the header declares more data than the file holds
+    (a truncated copy, a corrupt or hostile header) or an implausibly large image."""
     h = hdul[index].header
-    if isinstance(hdul[index], fits.CompImageHDU):
+    compressed = isinstance(hdul[index], fits.CompImageHDU)
+    prefix = "ZNAXIS" if "ZNAXIS" in h else "NAXIS"  # astropy shows a tile-compressed HDU
+    nbytes = abs(int(h.get("ZBITPIX", h["BITPIX"]))) // 8  # with its image keys
+    npix = 1
+    for ax in range(1, int(h[prefix]) + 1):
+        npix *= int(h[f"{prefix}{ax}"])
+    if npix > MAX_FRAME_PIXELS:
+        raise FrameError(f"image of {npix / 1e6:.0f} Mpx declared: larger than any frame")
+    if compressed:
         return
-    nbytes = abs(int(h["BITPIX"])) // 8
-    for ax in range(1, int(h["NAXIS"]) + 1):
-        nbytes *= int(h[f"NAXIS{ax}"])
+    nbytes *= npix
     info = hdul.fileinfo(index)
-    if info is not None and info["datLoc"] + nbytes > path.stat().st_size:
-        have = max(0, path.stat().st_size - info["datLoc"])
+    size = path.stat().st_size
+    if path.name.lower().endswith(".gz"):
+        size = _gzip_size(path)
+        if size is None:
+            return
+    if info is not None and info["datLoc"] + nbytes > size:
+        have = max(0, size - info["datLoc"])
         raise FrameError(f"truncated FITS: {have} of {nbytes} data bytes present")
 
 
@@ -107,8 +168,8 @@ def _open(path: Path) -> fits.HDUList:
         raise
     except PermissionError:
         raise FrameError("permission denied") from None
-    except (OSError, ValueError, TypeError, IndexError, KeyError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    except PARSE_ERRORS as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise FrameError(f"not a readable FITS file ({first})") from None
 
 
@@ -127,21 +188,51 @@ def _kind_and_size(h: fits.Header) -> tuple[str, int, int, str | None]:
     return ("bayer" if pattern else "mono"), w, ht, pattern
 
 
+_STRUCTURAL = ("SIMPLE", "EXTEND", "NAXIS", "BITPIX", "HISTORY", "COMMENT", "")
+
+
+def _merged_header(hdul: fits.HDUList, index: int) -> fits.Header:
+    """The image HDU's header, completed with the primary header's keys it lacks (a Siril or
+    PixInsight multi-extension file keeps DATE-OBS, EXPTIME ... in the primary)."""
+    h = hdul[index].header.copy()
+    if index > 0:
+        for card in hdul[0].header.cards:
+            if card.keyword not in _STRUCTURAL and card.keyword not in h:
+                h.append(card)
+    return h
+
+
+def _refuse_own_products(h: fits.Header) -> None:
+    """A supadupstack output or work file (an earlier run's result) is never a frame."""
+    creator = str(h.get("CREATOR", ""))
+    if creator.startswith("supadupstack") or "TILEKEY" in h or "SDSMODE" in h:
+        raise FrameError("a supadupstack product (an earlier run's output), not a raw frame")
+
+
 def read_frame(path: str | Path) -> Frame:
-    """Read one file's header into a Frame (no pixels). Raises FrameError with the reason."""
-    p = Path(path)
+    """Read one file's header into a Frame (no pixels). Raises FrameError with the reason.
+
+    This is the one path that decides "not a frame": whatever a damaged or hostile file makes
+    the FITS reader or the header parsing raise becomes a FrameError (a reported skip).
+    """
+    try:
+        return _read_frame(Path(path))
+    except FrameError:
+        raise
+    except PARSE_ERRORS as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise FrameError(f"unreadable FITS header ({first})") from None
+
+
+def _read_frame(p: Path) -> Frame:
     with _open(p) as hdul:
         try:
             index = _image_hdu_index(hdul)
             _check_complete(p, hdul, index)
         except (OSError, KeyError, ValueError) as exc:
             raise FrameError(f"damaged FITS structure ({exc})") from None
-        h = hdul[index].header.copy()
-        if index > 0:
-            primary = hdul[0].header
-            for key in primary:
-                if key not in h and key not in ("SIMPLE", "EXTEND", "NAXIS", "BITPIX"):
-                    h[key] = primary[key]
+        h = _merged_header(hdul, index)
+    _refuse_own_products(h)
     kind, w, ht, pattern = _kind_and_size(h)
     date_iso, mjd = hdr.parse_date_obs(h)
     ra_h, dec_h, ra_j, dec_j = hdr.pointing_hint(h, date_iso)
@@ -152,7 +243,7 @@ def read_frame(path: str | Path) -> Frame:
         kind=kind,
         hdu_index=index,
         bayer_pattern=pattern,
-        exposure_s=hdr.header_float(h, "EXPTIME", "EXPOSURE"),
+        exposure_s=hdr.exposure_s(h),
         date_obs=date_iso,
         mjd_obs=mjd,
         gain=hdr.header_float(h, "GAIN"),
@@ -222,19 +313,24 @@ def content_key(path: Path, block: int = 1 << 20) -> str:
 
 
 def drop_duplicates(paths: list[Path]) -> tuple[list[Path], list[Skip]]:
-    """Keep the first of files with identical content; the others are skipped with a reason."""
-    seen: dict[str, Path] = {}
+    """Keep the first of files with identical content; the others are skipped with a reason.
+
+    Files are compared by size and first megabyte, then byte for byte: two frames that only
+    begin alike are both kept.
+    """
+    seen: dict[str, list[Path]] = {}
     kept: list[Path] = []
     skips: list[Skip] = []
     for p in paths:
         try:
             key = content_key(p)
+            twin = next((q for q in seen.get(key, []) if filecmp.cmp(q, p, shallow=False)), None)
         except OSError as exc:
             skips.append(Skip(p, f"unreadable: {exc.strerror or exc}"))
             continue
-        if key in seen:
-            skips.append(Skip(p, f"duplicate of {seen[key].name}"))
+        if twin is not None:
+            skips.append(Skip(p, f"duplicate of {twin.name}"))
             continue
-        seen[key] = p
+        seen.setdefault(key, []).append(p)
         kept.append(p)
     return kept, skips

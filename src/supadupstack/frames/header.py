@@ -7,6 +7,7 @@ to J2000 so they can serve as a plate-solving hint.
 from __future__ import annotations
 
 import math
+import warnings
 
 from astropy import units as u
 from astropy.coordinates import FK5, SkyCoord
@@ -34,6 +35,15 @@ def header_float(header: fits.Header, *keys: str) -> float | None:
     return None
 
 
+MAX_EXPOSURE_S = 86400.0
+
+
+def exposure_s(header: fits.Header) -> float | None:
+    """EXPTIME/EXPOSURE in seconds when plausible (0 < t ≤ a day), else None (unknown)."""
+    t = header_float(header, "EXPTIME", "EXPOSURE")
+    return t if t is not None and 0 < t <= MAX_EXPOSURE_S else None
+
+
 def header_str(header: fits.Header, *keys: str) -> str | None:
     for key in keys:
         value = header.get(key)
@@ -50,16 +60,25 @@ def bayer_pattern(header: fits.Header) -> str | None:
     return None
 
 
+DATE_YEARS = (1900, 2200)  # a DATE-OBS outside is a clock or header error: date unknown
+
+
 def parse_date_obs(header: fits.Header) -> tuple[str | None, float | None]:
-    """DATE-OBS as ISO UTC string and MJD; (None, None) when absent or unparsable."""
+    """DATE-OBS as ISO UTC string and MJD; (None, None) when absent, unparsable or outside
+    the years 1900–2200."""
     value = header_str(header, "DATE-OBS", "DATE_OBS")
-    if not value:
+    if not value or len(value) > 64:
         return None, None
     try:
-        t = Time(value, format="isot", scale="utc")
-    except ValueError:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # ERFA "dubious year" for odd dates
+            t = Time(value, format="isot", scale="utc")
+            year = int(t.ymdhms.year)
+            if not DATE_YEARS[0] <= year <= DATE_YEARS[1]:
+                return None, None
+            return t.isot, float(t.mjd)
+    except (ValueError, TypeError, OverflowError):
         return None, None
-    return t.isot, float(t.mjd)
 
 
 def is_seestar(header: fits.Header) -> bool:

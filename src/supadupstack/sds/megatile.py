@@ -1,8 +1,10 @@
 """Batch → mega-tile (DESIGN §4.2): frames resampled directly onto the canvas and co-added.
 
 One call handles one batch and is independent of the others (run in parallel). The mega-tile
-is stored in the work directory as a FITS patch (data (C, h, w) + COVERAGE extension, its
-canvas offset in Y0/X0 and a WCS valid for the patch), so it can be inspected and reused.
+is stored in the work directory as a FITS patch (data (C, h, w) + COVERAGE extension and a WCS
+valid for the patch), so it can be inspected and reused. Its place on a canvas comes from its
+WCS: canvas and tile share the projection, so the offset is the difference of their (whole)
+CRPIX, and a tile made on an earlier, smaller canvas lands where it belongs on a grown one.
 """
 
 from __future__ import annotations
@@ -41,12 +43,10 @@ class MegaTile:
 
 
 def save_patch(patch: Patch, canvas: Canvas, path: Path, cards: dict) -> Path:
-    """Write a canvas patch as FITS: (C, h, w) float32 + COVERAGE; Y0/X0 = canvas offset."""
+    """Write a canvas patch as FITS: (C, h, w) float32 + COVERAGE, with the patch's WCS."""
     wcs = canvas.wcs.deepcopy()
     wcs.wcs.crpix = [wcs.wcs.crpix[0] - patch.x0, wcs.wcs.crpix[1] - patch.y0]
     hdr = wcs.to_header()
-    hdr["Y0"] = (patch.y0, "canvas row of data[0, 0] (0-based)")
-    hdr["X0"] = (patch.x0, "canvas column of data[0, 0] (0-based)")
     for key, value in cards.items():
         hdr[key] = value
     primary = fits.PrimaryHDU(np.moveaxis(patch.data, -1, 0).astype(np.float32), header=hdr)
@@ -54,12 +54,19 @@ def save_patch(patch: Patch, canvas: Canvas, path: Path, cards: dict) -> Path:
     return write_atomic(path, lambda p: fits.HDUList([primary, cov]).writeto(p))
 
 
-def load_patch(path: Path) -> Patch:
+def patch_offset(header: fits.Header, canvas: Canvas) -> tuple[int, int]:
+    """(y0, x0): the canvas pixel of a saved patch's data[0, 0] (same projection: whole px)."""
+    x0 = canvas.wcs.wcs.crpix[0] - float(header["CRPIX1"])
+    y0 = canvas.wcs.wcs.crpix[1] - float(header["CRPIX2"])
+    return int(round(y0)), int(round(x0))
+
+
+def load_patch(path: Path, canvas: Canvas) -> Patch:
     """Read a patch written by ``save_patch`` into memory (data (h, w, C) float32)."""
     with fits.open(path, memmap=False) as hdul:
         data = np.asarray(hdul[0].data, dtype=np.float32)
         cov = np.asarray(hdul["COVERAGE"].data, dtype=np.float32)
-        y0, x0 = int(hdul[0].header["Y0"]), int(hdul[0].header["X0"])
+        y0, x0 = patch_offset(hdul[0].header, canvas)
     return Patch(y0=y0, x0=x0, data=np.moveaxis(data, 0, -1), weight=cov)
 
 
@@ -86,25 +93,26 @@ class RowsOnDisk:
         return np.ascontiguousarray(np.moveaxis(part, 0, -1) if self.channels_first else part)
 
 
-def patch_on_disk(path: Path) -> Patch:
+def patch_on_disk(path: Path, canvas: Canvas) -> Patch:
     """A Patch whose data and coverage stay on disk until rows are sliced (``RowsOnDisk``)."""
     header = fits.getheader(path)
     nch, h, w = int(header["NAXIS3"]), int(header["NAXIS2"]), int(header["NAXIS1"])
     data = RowsOnDisk(path, 0, (h, w, nch), channels_first=True)
     weight = RowsOnDisk(path, "COVERAGE", (h, w), channels_first=False)
-    return Patch(y0=int(header["Y0"]), x0=int(header["X0"]), data=data, weight=weight)
+    y0, x0 = patch_offset(header, canvas)
+    return Patch(y0=y0, x0=x0, data=data, weight=weight)
 
 
 def build_megatile(
-    index: int, frames: list[Frame], canvas: Canvas, cfg: Config, tile_dir: Path, key: str = ""
+    index: int, frames: list[Frame], canvas: Canvas, cfg: Config, path: Path, key: str
 ) -> MegaTile:
-    """Load, calibrate, gate, resample onto the canvas, normalise, reject and co-add a batch."""
+    """Load, calibrate, gate, resample onto the canvas, normalise, reject and co-add a batch;
+    the tile is written to ``path`` with its key (``TILEKEY``)."""
     t0 = time.monotonic()
-    path = Path(tile_dir) / f"megatile_{index:03d}.fits"
     fs = stack_frames(frames, canvas, cfg, unit="batch")
     if fs.patch is None:
         return MegaTile(index, "", (0, 0, 0, 0), [], fs.rejected, seconds=time.monotonic() - t0)
-    cards = {"TILEIDX": index, "NFRAMES": len(fs.used), "PLANKEY": key[:68]}
+    cards = {"TILEIDX": index, "NFRAMES": len(fs.used), "TILEKEY": key}
     save_patch(fs.patch, canvas, path, cards)
     return MegaTile(
         index=index,

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 
 from supadupstack import __version__
-from supadupstack.canvas.canvas import canvas_for_frames
 from supadupstack.config import Config
 from supadupstack.errors import NothingUsableError
 from supadupstack.execution.faults import checkpoint
 from supadupstack.execution.progress import for_stage
+from supadupstack.execution.workdir import run_canvas
 from supadupstack.frames.model import Frame
 from supadupstack.outputs.products import (
     output_summary,
@@ -61,14 +61,18 @@ def run_sds(
     """Run SDS on frames that all have a WCS; returns the report and output paths."""
     times: dict[str, float] = {}
     t_all = t = time.monotonic()
-    canvas = canvas_for_frames(frames, cfg.canvas)
-    log.info('canvas %dx%d px at %.3f"/px', canvas.shape[1], canvas.shape[0], canvas.scale_arcsec)
+    canvas = run_canvas(frames, cfg.canvas, work_dir)
+    log.info(
+        'canvas %dx%d px at %.3f"/px%s',
+        canvas.shape[1],
+        canvas.shape[0],
+        canvas.scale_arcsec,
+        " (projection of the earlier run kept)" if canvas.projection_kept else "",
+    )
     plan, plan_notes = make_plan(frames, canvas, cfg, out_dir, plan_path)
     log.info("plan: %d batches of %s frames", len(plan.batches), [len(b) for b in plan.batches])
     t = sds.timed(times, "plan", t)
-    tiles = sds.build_megatiles(
-        plan, frames, canvas, cfg, work_dir / "megatiles", for_stage(progress, "batches")
-    )
+    tiles = sds.build_megatiles(plan, frames, canvas, cfg, work_dir, for_stage(progress, "batches"))
     t = sds.timed(times, "megatiles", t)
     rejected = {p: r for tile in tiles for p, r in tile.rejected.items()}
     tiles = [tl for tl in tiles if tl.frames_used]

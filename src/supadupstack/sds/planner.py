@@ -5,10 +5,13 @@ a batch is a short stretch of one night, so per-tile gains measure one sky. A sh
 the previous batch of the same session; a whole session shorter than ``min_batch_size`` stays
 a batch of its own rather than mixing with another night.
 
-Footprints are rasterised on a coarse copy of the canvas (longest side ≤ ``plan_grid``). The
-coverage of a batch is measured against the union of *all* frames' footprints (the part of the
-canvas that has any data at all), so that a batch can reach the threshold even when the
-canvas rectangle has empty corners (rotated sessions).
+Each session is planned on its own: its footprints are rasterised on a coarse grid over the
+session's own bounding box (longest side ≤ ``plan_grid``), and a batch's coverage is measured
+against the union of the *session's* footprints (the sky that night covers), so a rotated
+session reaches the threshold although it cannot cover another night's corners. Nothing of
+one session depends on the others nor on the canvas extent (the grid sits at whole canvas
+pixels): adding a night to a run leaves the earlier nights' batches, and so their mega-tile
+keys, unchanged, and an incremental run reuses them.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from supadupstack.config import SdsConfig
 from supadupstack.errors import SupaDupError
 from supadupstack.frames.model import Frame
 from supadupstack.outputs.atomic import write_text_atomic
+from supadupstack.smallfile import read_small_text
 
 PLAN_VERSION = 1
 
@@ -48,18 +52,33 @@ class BatchPlan:
 
 
 def plan_grid_scale(canvas: Canvas, grid: int) -> float:
-    """Factor from canvas pixels to planner-grid pixels (≤ 1)."""
+    """Factor from canvas pixels to planner-grid pixels (≤ 1) for a whole-canvas drawing."""
     return min(1.0, grid / max(canvas.shape))
 
 
-def footprint_mask(frame: Frame, canvas: Canvas, scale: float, grid_shape) -> np.ndarray:
-    """Boolean mask of the frame's true footprint on the planner grid."""
+def _canvas_outline(frame: Frame, canvas: Canvas) -> np.ndarray:
+    """(N, 2) canvas pixel coordinates (x, y) of the frame's true footprint polygon."""
     radec = frame_footprint(frame.wcs, frame.width, frame.height)
     x, y = canvas.wcs.world_to_pixel_values(radec[:, 0], radec[:, 1])
-    pts = np.stack([(x + 0.5) * scale - 0.5, (y + 0.5) * scale - 0.5], axis=-1)
-    mask = np.zeros(grid_shape, np.uint8)
-    cv2.fillPoly(mask, [np.round(pts * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
-    return mask.astype(bool)
+    return np.stack([x, y], axis=-1)
+
+
+class _SessionGrid:
+    """A session's footprints rasterised on a coarse grid over the session's bounding box."""
+
+    def __init__(self, outlines: list[np.ndarray], longest: int):
+        pts = np.concatenate(outlines)
+        self.origin = np.floor(pts.min(axis=0)) - 1.0  # whole canvas pixels
+        extent = np.ceil(pts.max(axis=0)) + 1.0 - self.origin
+        self.scale = min(1.0, longest / float(extent.max()))
+        self.shape = (max(1, round(extent[1] * self.scale)), max(1, round(extent[0] * self.scale)))
+        self.outlines = outlines
+
+    def mask(self, i: int) -> np.ndarray:
+        pts = (self.outlines[i] - self.origin + 0.5) * self.scale - 0.5
+        mask = np.zeros(self.shape, np.uint8)
+        cv2.fillPoly(mask, [np.round(pts * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
+        return mask.astype(bool)
 
 
 def _time_key(frame: Frame):
@@ -72,33 +91,22 @@ def plan_batches(frames: list[Frame], canvas: Canvas, cfg: SdsConfig) -> BatchPl
     Footprint masks are rasterised when needed and never all kept, so memory stays at a few
     grids whatever the number of frames.
     """
-    if not frames:
-        return BatchPlan(batches=[], coverage=[], params=_params(cfg))
-    scale = plan_grid_scale(canvas, cfg.plan_grid)
-    grid_shape = (max(1, round(canvas.shape[0] * scale)), max(1, round(canvas.shape[1] * scale)))
     ordered = sorted(frames, key=_time_key)
-
-    def mask(i: int) -> np.ndarray:
-        return footprint_mask(ordered[i], canvas, scale, grid_shape)
-
-    union_all = np.zeros(grid_shape, bool)
-    for i in range(len(ordered)):
-        union_all |= mask(i)
-    total = max(int(union_all.sum()), 1)
-    batches: list[list[int]] = []
+    batches: list[list[str]] = []
+    coverage: list[float] = []
     for session in split_sessions(ordered, cfg.session_gap_min):
-        batches.extend(_greedy(session, mask, grid_shape, total, cfg))
-    coverage = []
-    for b in batches:
-        covered = np.zeros(grid_shape, bool)
-        for i in b:
-            covered |= mask(i)
-        coverage.append(float(covered.sum() / total))
-    return BatchPlan(
-        batches=[[str(ordered[i].path) for i in b] for b in batches],
-        coverage=coverage,
-        params=_params(cfg),
-    )
+        grid = _SessionGrid([_canvas_outline(ordered[i], canvas) for i in session], cfg.plan_grid)
+        union = np.zeros(grid.shape, bool)
+        for k in range(len(session)):
+            union |= grid.mask(k)
+        total = max(int(union.sum()), 1)
+        for b in _greedy(list(range(len(session))), grid.mask, grid.shape, total, cfg):
+            covered = np.zeros(grid.shape, bool)
+            for k in b:
+                covered |= grid.mask(k)
+            coverage.append(float(covered.sum() / total))
+            batches.append([str(ordered[session[k]].path) for k in b])
+    return BatchPlan(batches=batches, coverage=coverage, params=_params(cfg))
 
 
 def split_sessions(ordered: list[Frame], gap_min: float) -> list[list[int]]:
@@ -154,6 +162,20 @@ def save_plan(plan: BatchPlan, path: Path) -> Path:
     return write_text_atomic(Path(path), json.dumps(doc, indent=2) + "\n")
 
 
+PLAN_FILE_MAX = 64 << 20  # bytes: a plan of 100,000 frames is about 10 MB
+
+
+def _read_plan_json(path: Path):
+    text = read_small_text(path, PLAN_FILE_MAX, "plan file", PlanError)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        first = (str(exc).splitlines() or [""])[0]
+        raise PlanError(f"plan file {path} is not valid JSON: {first}") from None
+    except RecursionError:
+        raise PlanError(f"plan file {path} is nested too deeply") from None
+
+
 def load_plan(path: Path, frames: list[Frame]) -> tuple[BatchPlan, list[str]]:
     """Read a plan and check it against the input frames.
 
@@ -161,19 +183,18 @@ def load_plan(path: Path, frames: list[Frame]) -> tuple[BatchPlan, list[str]]:
     frames the plan leaves out (they are not used). A frame named twice, or named but not
     among the inputs, is an error.
     """
-    try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PlanError(f"plan file not found: {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PlanError(f"plan file {path} is not valid JSON: {exc}") from None
+    doc = _read_plan_json(Path(path))
     if not isinstance(doc, dict) or doc.get("version") != PLAN_VERSION:
         raise PlanError(
             f"plan file {path}: unsupported or missing version (expected {PLAN_VERSION})"
         )
     batches = doc.get("batches")
-    if not isinstance(batches, list) or not all(isinstance(b, list) and b for b in batches):
+    if not isinstance(batches, list) or not all(
+        isinstance(b, list) and b and all(isinstance(x, str) and x for x in b) for b in batches
+    ):
         raise PlanError(f"plan file {path}: 'batches' must be a list of non-empty lists of paths")
+    if not batches:
+        raise PlanError(f"plan file {path} has no batches")
     by_path = {str(Path(f.path).resolve()): f for f in frames}
     by_name = {f.path.name: f for f in frames}
     seen: set[str] = set()

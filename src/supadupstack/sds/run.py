@@ -7,8 +7,6 @@ polish → FITS + coverage + PNG + report.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import time
 from pathlib import Path
@@ -18,12 +16,17 @@ from astropy.io import fits
 
 from supadupstack.canvas.canvas import Canvas
 from supadupstack.config import Config
-from supadupstack.execution import executor
+from supadupstack.execution import executor, workdir
 from supadupstack.execution.faults import checkpoint
 from supadupstack.frames.model import Frame
-from supadupstack.outputs.atomic import write_text_atomic
 from supadupstack.sds.coadd import global_coadd
-from supadupstack.sds.megatile import MegaTile, build_megatile, load_patch, patch_on_disk
+from supadupstack.sds.megatile import (
+    MegaTile,
+    build_megatile,
+    load_patch,
+    patch_offset,
+    patch_on_disk,
+)
 from supadupstack.sds.planner import BatchPlan
 from supadupstack.sds.renorm import (
     TileGain,
@@ -37,64 +40,88 @@ from supadupstack.stacking.photometry import reference_stars
 log = logging.getLogger("supadupstack.sds")
 
 
-def batch_key(frames: list[Frame], canvas: Canvas, cfg: Config) -> str:
-    """Content key of a batch: its files (path, size, mtime), the relevant config, the canvas."""
-    h = hashlib.sha1()
-    for f in frames:
-        st = f.path.stat()
-        h.update(f"{f.path}|{st.st_size}|{st.st_mtime_ns}".encode())
-    for part in (cfg.calibration, cfg.quality, cfg.resample, cfg.stacking):
-        h.update(json.dumps(dataclasses.asdict(part), sort_keys=True).encode())
-    h.update(canvas.wcs.to_header_string().encode())
-    h.update(str(canvas.shape).encode())
-    return h.hexdigest()
+def batch_keys(
+    plan: BatchPlan, frames: list[Frame], canvas: Canvas, cfg: Config, work_dir: Path
+) -> list[str]:
+    """The key of every batch of the plan (``execution.workdir.tile_key``)."""
+    by_path = {str(f.path): f for f in frames}
+    digests = workdir.file_digests([f.path for f in frames], work_dir)
+    settings = workdir.pixel_settings(cfg.calibration, cfg.quality, cfg.resample, cfg.stacking)
+    return [
+        workdir.tile_key("megatile", [by_path[p] for p in b], digests, settings, canvas.projection)
+        for b in plan.batches
+    ]
 
 
-def _reuse(path: Path, key: str) -> MegaTile | None:
-    """A finished mega-tile with the same content key, from an earlier (killed) run.
-
-    The FITS patch carries the key (PLANKEY) and the JSON beside it is written after it, so
-    a tile is reused only when both were completed.
-    """
-    meta = path.with_suffix(".json")
-    if not (path.exists() and meta.exists()):
+def _reuse(index: int, path: Path, key: str, canvas: Canvas) -> MegaTile | None:
+    """A finished mega-tile with this key from an earlier run, placed on this canvas."""
+    doc = workdir.load_tile_meta(path, key)
+    if doc is None:
         return None
     try:
-        if fits.getheader(path).get("PLANKEY") != key[:68]:
-            return None
-        doc = json.loads(meta.read_text())
-        doc["box"] = tuple(doc["box"])
-        doc["reused"] = True
+        doc.pop("key")
+        doc.update(index=index, path=str(path), reused=True)
+        header = fits.getheader(path)
+        y0, x0 = patch_offset(header, canvas)
+        doc["box"] = (y0, x0, int(header["NAXIS2"]), int(header["NAXIS1"]))
         return MegaTile(**doc)
-    except (OSError, ValueError, TypeError):
+    except (OSError, KeyError, TypeError, ValueError):
         return None
 
 
 def _one_batch(args) -> MegaTile:
-    index, frames, canvas, cfg, tile_dir = args
-    key = batch_key(frames, canvas, cfg)
-    path = Path(tile_dir) / f"megatile_{index:03d}.fits"
-    done = _reuse(path, key)
+    index, frames, canvas, cfg, tile_dir, key = args
+    checkpoint(f"batch:{index}")
+    path = workdir.tile_path(Path(tile_dir), "megatile", key)
+    done = _reuse(index, path, key, canvas)
     if done is not None:
         return done
-    tile = build_megatile(index, frames, canvas, cfg, Path(tile_dir), key)
-    write_text_atomic(path.with_suffix(".json"), json.dumps(dataclasses.asdict(tile)))
+    tile = build_megatile(index, frames, canvas, cfg, path, key)
+    if tile.path:
+        checkpoint("megatile-meta")
+        workdir.save_tile_meta(path, key, dataclasses.asdict(tile))
     return tile
 
 
+def batch_memory_mb(plan: BatchPlan, frames: list[Frame], canvas: Canvas) -> float:
+    """Peak memory of one batch job (MB): the patches of the largest batch (a rotated frame's
+    box is up to twice its area), the stacked output and two frame buffers (float32)."""
+    frame_px = max((f.width * f.height for f in frames), default=0)
+    patch_px = min(2 * frame_px, canvas.height * canvas.width)
+    n = max((len(b) for b in plan.batches), default=0)
+    return ((n + 1) * patch_px * (3 * 4 + 4) + 2 * frame_px * 3 * 4) / 2**20
+
+
 def build_megatiles(
-    plan: BatchPlan, frames: list[Frame], canvas: Canvas, cfg: Config, tile_dir: Path, progress=None
+    plan: BatchPlan,
+    frames: list[Frame],
+    canvas: Canvas,
+    cfg: Config,
+    work_dir: Path,
+    progress=None,
 ) -> list[MegaTile]:
-    """All mega-tiles of the plan; batches run in parallel on the configured backend."""
+    """All mega-tiles of the plan; batches run in parallel on the configured backend.
+
+    A batch whose job fails becomes a tile without frames, each frame rejected with the
+    reason; the run goes on with the others.
+    """
     by_path = {str(f.path): f for f in frames}
-    jobs = [
-        (i, [by_path[p] for p in b], canvas, cfg, str(tile_dir)) for i, b in enumerate(plan.batches)
-    ]
+    tile_dir = work_dir / "megatiles"
     tile_dir.mkdir(parents=True, exist_ok=True)
+    keys = batch_keys(plan, frames, canvas, cfg, work_dir)
+    jobs = [
+        (i, [by_path[p] for p in b], canvas, cfg, str(tile_dir), keys[i])
+        for i, b in enumerate(plan.batches)
+    ]
     n = len(jobs)
-    log.info("mega-tiles: %d batches on %s", n, executor.describe(cfg.execution, n))
+    job_mb = batch_memory_mb(plan, frames, canvas)
+    log.info("mega-tiles: %d batches on %s", n, executor.describe(cfg.execution, n, job_mb))
     tiles: dict[int, MegaTile] = {}
-    for done, (i, tile) in enumerate(executor.run_jobs(_one_batch, jobs, cfg.execution), 1):
+    results = executor.run_jobs(_one_batch, jobs, cfg.execution, job_mb)
+    for done, (i, tile) in enumerate(results, 1):
+        if isinstance(tile, executor.JobFailed):
+            why = f"batch {i} failed: {tile.reason}"
+            tile = MegaTile(i, "", (0, 0, 0, 0), [], {p: why for p in plan.batches[i]})
         tiles[i] = tile
         state = "reused from an earlier run" if tile.reused else f"{tile.seconds:.1f}s"
         log.info(
@@ -117,11 +144,11 @@ def renormalise(tiles: list[MegaTile], canvas: Canvas, cfg: Config) -> tuple[int
     ref_idx = choose_reference(
         [t.box for t in tiles], [t.coverage_sum for t in tiles], canvas, cfg.sds.reference
     )
-    ref = load_patch(Path(tiles[ref_idx].path))
+    ref = load_patch(Path(tiles[ref_idx].path), canvas)
     stars = reference_stars(ref)  # detected once, measured in every tile
     gains = []
     for t in tiles:
-        patch = ref if t.index == tiles[ref_idx].index else load_patch(Path(t.path))
+        patch = ref if t.index == tiles[ref_idx].index else load_patch(Path(t.path), canvas)
         is_ref = patch is ref
         g = (
             identity_gain(t.index, ref)
@@ -142,7 +169,7 @@ def renormalise(tiles: list[MegaTile], canvas: Canvas, cfg: Config) -> tuple[int
 
 
 def coadd_tiles(tiles: list[MegaTile], gains: list[TileGain], canvas: Canvas, cfg: Config):
-    patches = [patch_on_disk(Path(t.path)) for t in tiles]
+    patches = [patch_on_disk(Path(t.path), canvas) for t in tiles]
     noises = [t.noise for t in tiles]
     image, coverage, facts = global_coadd(patches, gains, noises, canvas, cfg)
     return image, coverage, facts
@@ -160,6 +187,7 @@ def tile_summary(tiles: list[MegaTile], gains: list[TileGain], ref_idx: int) -> 
             reference=t.index == tiles[ref_idx].index,
             reference_frame=t.reference_frame,
             coverage_sum=t.coverage_sum,
+            path=t.path,
         )
         out.append(d)
     return out

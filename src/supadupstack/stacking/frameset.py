@@ -1,8 +1,8 @@
 """Stack a set of frames onto one grid: the step SDS batches and classic groups share.
 
-load + calibrate + measure → quality gates → resample onto the grid → choose the reference
-frame → photometric normalisation (grey scale from the stars shared with the reference, sky
-offset) → transparency gate → rejection and combination (``stack_patches``).
+load + calibrate + measure + resample onto the grid (frame by frame) → quality gates → choose
+the reference frame → photometric normalisation (grey scale from the stars shared with the
+reference, sky offset) → transparency gate → rejection and combination (``stack_patches``).
 """
 
 from __future__ import annotations
@@ -41,29 +41,33 @@ class FrameStack:
         return str(self.used[self.reference][0].path) if self.used else None
 
 
-def load_and_gate(frames: list[Frame], cfg: Config):
-    """Calibrate and measure each frame; (images, qualities, kept frames, rejected {path: why})."""
-    images, qualities, kept, rejected = [], [], [], {}
+def resample_and_gate(frames: list[Frame], grid: Canvas, cfg: Config, unit: str = "batch"):
+    """Per frame, streamed: load, calibrate, measure, resample onto ``grid``, then drop the
+    calibrated image (only the patch is kept, so a batch never holds all its full frames);
+    then the quality gates over the set. Returns (patches, [(frame, quality)], rejected)."""
+    patches, used, rejected = [], [], {}
     for f in frames:
         try:
             img = calibrate_frame(f, load_pixels(f), cfg.calibration)
         except FrameError as exc:
             rejected[str(f.path)] = str(exc)
             continue
-        images.append(img)
-        qualities.append(measure_quality(img, cfg.quality.detect_sigma))
-        kept.append(f)
-    reasons = gate_reasons(qualities, cfg.quality) if qualities else []
-    keep = [i for i, r in enumerate(reasons) if r is None]
-    for i, r in enumerate(reasons):
-        if r is not None:
-            rejected[str(kept[i].path)] = r
-    return (
-        [images[i] for i in keep],
-        [qualities[i] for i in keep],
-        [kept[i] for i in keep],
-        rejected,
-    )
+        q = measure_quality(img, cfg.quality.detect_sigma)
+        patch = resample_to_canvas(img, f.wcs, grid, cfg.resample.kernel, cfg.resample.grid_step_px)
+        del img
+        patches.append(patch)
+        used.append((f, q))
+    reasons = gate_reasons([q for _, q in used], cfg.quality) if used else []
+    kept_patches, kept = [], []
+    for patch, (f, q), why in zip(patches, used, reasons, strict=True):
+        if why is not None:
+            rejected[str(f.path)] = why
+        elif patch is None:
+            rejected[str(f.path)] = f"does not overlap its {unit}'s grid"
+        else:
+            kept_patches.append(patch)
+            kept.append((f, q))
+    return kept_patches, kept, rejected
 
 
 def choose_reference(qualities: list[FrameQuality]) -> int:
@@ -112,16 +116,7 @@ def stack_frames(frames: list[Frame], grid: Canvas, cfg: Config, unit: str = "ba
     ``quality.min_transparency`` of the reference are rejected ("clouds?"). ``unit`` names the
     set in rejection reasons ("batch", "tile").
     """
-    images, qualities, kept, rejected = load_and_gate(frames, cfg)
-    patches, used = [], []
-    for img, q, f in zip(images, qualities, kept, strict=True):
-        patch = resample_to_canvas(img, f.wcs, grid, cfg.resample.kernel, cfg.resample.grid_step_px)
-        if patch is None:
-            rejected[str(f.path)] = f"does not overlap its {unit}'s grid"
-            continue
-        patches.append(patch)
-        used.append((f, q))
-    del images
+    patches, used, rejected = resample_and_gate(frames, grid, cfg, unit)
     if not patches:
         return FrameStack(None, rejected=rejected)
     ref = choose_reference([q for _, q in used])
