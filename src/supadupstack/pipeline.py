@@ -210,6 +210,15 @@ def _run(inputs: list[str], out_dir: Path, cfg: Config, plan_path: Path | None, 
             runlog.close(final_log)
 
 
+def owned_paths(inputs: list[str], out_dir: Path, work_dir: Path, name: str) -> list[Path]:
+    """What a run writes and must never read back as frames: its work folder, its image, and
+    the whole output folder unless that folder holds (or is) an input."""
+    out_dir = out_dir.resolve()
+    given = [Path(i).resolve() for i in inputs]
+    holds_input = any(p == out_dir or out_dir in p.parents for p in given)
+    return [work_dir, out_dir / f"{name}.fits"] + ([] if holds_input else [out_dir])
+
+
 def _run_mode(
     inputs: list[str],
     out_dir: Path,
@@ -225,7 +234,10 @@ def _run_mode(
     name = cfg.output.name
     log.info("run started: mode %s, inputs %s", cfg.mode, inputs)
     frames, skips = frames_with_wcs(
-        inputs, cfg, for_stage(progress, "wcs"), exclude=[out_dir, work_dir]
+        inputs,
+        cfg,
+        for_stage(progress, "wcs"),
+        exclude=owned_paths(inputs, out_dir, work_dir, name),
     )
     for s in skips:
         log.info("skipped %s: %s", s.path, s.reason)

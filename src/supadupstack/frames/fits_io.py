@@ -67,7 +67,7 @@ def scan_inputs(
     Folders are walked (recursively by default); paths with spaces are fine. Thumbnails and
     stacked products are skipped with a reason; other non-FITS files in folders are ignored.
     Compressed FITS (``.gz``, ``.fz`` after an extension) is read too. Nothing under the
-    ``exclude`` folders (a run's own output and work folders) is ever read.
+    ``exclude`` paths (a run's own output and work folders, its image) is ever read.
     """
     exts = tuple(e.lower() for e in extensions)
     exts = exts + tuple(e + z for e in exts for z in COMPRESSED) + (".fz",)
@@ -95,7 +95,7 @@ def scan_inputs(
             )
             for fname in sorted(filenames):
                 fp = Path(dirpath) / fname
-                if not fname.lower().endswith(exts):
+                if not fname.lower().endswith(exts) or _under(fp.resolve(), skip_dirs):
                     continue
                 if not fp.is_file():
                     skips.append(Skip(fp, "unreadable: broken link or not a regular file"))
