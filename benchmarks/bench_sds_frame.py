@@ -5,7 +5,7 @@ one session) it times, the way ``sds.megatile.build_megatile`` runs them:
 
 - load: ``read_frame`` + ``load_pixels``
 - calibrate: hot-pixel repair (``repair_hot_pixels``) and debayer, then ``calibrate_frame`` whole
-- quality: ``measure_quality`` (sky/noise, sep background + extraction, FWHM)
+- quality: ``measure_quality`` (sky/noise, the star catalogue: detection + Moffat fits)
 - resample: ``resample_to_canvas`` onto the canvas of all frames of the folder
 - photometric fit: ``photometric_fit`` of the frame's patch against the batch reference
 - stack share: ``stack_patches`` of the batch (run-like: coefficients and noise given) / N
@@ -35,10 +35,10 @@ from astropy.io import fits  # noqa: E402
 from astropy.wcs import WCS  # noqa: E402
 
 from supadupstack.canvas import canvas_from_frames, resample_to_canvas  # noqa: E402
+from supadupstack.catalogue.stage import detection_settings, measure_quality  # noqa: E402
 from supadupstack.config import Config  # noqa: E402
 from supadupstack.frames.calibrate import calibrate_frame, debayer, repair_hot_pixels  # noqa: E402
 from supadupstack.frames.fits_io import load_pixels, read_frame  # noqa: E402
-from supadupstack.frames.quality import measure_quality  # noqa: E402
 from supadupstack.stacking.engine import stack_patches  # noqa: E402
 from supadupstack.stacking.photometry import photometric_fit  # noqa: E402
 
@@ -78,7 +78,7 @@ def main() -> None:
     print(f"canvas {canvas.shape}; batch of {len(frames)} frames; 1 thread (numba, OpenCV)")
     # warm-up: numba compilation / cache loading
     warm = calibrate_frame(frames[0], load_pixels(frames[0]), cfg.calibration)
-    measure_quality(warm, cfg.quality.detect_sigma)
+    measure_quality(warm, detection_settings(cfg))
 
     stages = ("load", "hot pixels", "debayer", "calibrate", "quality", "resample", "phot fit")
     t = {s: [] for s in stages}
@@ -97,7 +97,7 @@ def main() -> None:
             lambda f=f, raw=raw: calibrate_frame(f, raw, cfg.calibration), args.repeat
         )
         t["calibrate"].append(dt)
-        dt, q = best_of(lambda img=img: measure_quality(img, cfg.quality.detect_sigma), args.repeat)
+        dt, q = best_of(lambda img=img: measure_quality(img, detection_settings(cfg)), args.repeat)
         t["quality"].append(dt)
         kern, step = cfg.resample.kernel, cfg.resample.grid_step_px
         dt, patch = best_of(

@@ -23,3 +23,14 @@ def real_dir() -> Path:
 def m94_frames(real_dir: Path) -> list[Path]:
     """The 23 M 94 frames sorted by name (= time order within each unit)."""
     return sorted((real_dir / "M 94_sub").glob("*.fit"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory) -> Path:
+    """One star-catalogue cache for this test session (subprocesses inherit it), so tests
+    never read catalogues of an earlier session or of the developer's own runs."""
+    import os
+
+    folder = tmp_path_factory.mktemp("cache")
+    os.environ["XDG_CACHE_HOME"] = str(folder)
+    return folder

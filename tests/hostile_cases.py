@@ -128,6 +128,47 @@ def _far_target(d: Path) -> None:
         side.tofile((d / name).with_suffix(".wcs"), overwrite=True)
 
 
+def _no_stars(d: Path) -> None:
+    """A frame of the session without sidecar whose pixels are sky noise only."""
+    src = _first(d)
+    with fits.open(src) as h:
+        header, data = h[0].header.copy(), h[0].data
+    rng = np.random.default_rng(5)
+    noise = rng.normal(float(np.median(data)), 30.0, data.shape).astype(np.float32)
+    header["DATE-OBS"] = "2025-03-27T01:31:30.000"
+    for key in ("BZERO", "BSCALE", "BITPIX"):
+        header.remove(key, ignore_missing=True)
+    fits.PrimaryHDU(noise, header=header).writeto(d / "noise.fit")
+
+
+def _mirrored(d: Path) -> None:
+    """A frame without sidecar whose star field matches no other (mirror image: a field
+    nothing else in the folder shows)."""
+    src = _first(d)
+    with fits.open(src) as h:
+        header, data = h[0].header.copy(), h[0].data[:, ::-1].astype(np.float32)
+    header["DATE-OBS"] = "2025-03-27T01:32:00.000"
+    for key in ("BZERO", "BSCALE", "BITPIX"):
+        header.remove(key, ignore_missing=True)
+    fits.PrimaryHDU(data, header=header).writeto(d / "elsewhere.fit")
+
+
+def _corrupt_catalogues(d: Path) -> list[str]:
+    """Star catalogues of every frame already cached, each then damaged on disk."""
+    from supadupstack.catalogue.stage import make_catalogues
+    from supadupstack.config import Config
+    from supadupstack.frames.fits_io import read_frames
+
+    cache = d.parent / "out" / "cache"
+    cfg = Config()
+    cfg.execution.workers, cfg.execution.cache_dir = 1, str(cache)
+    frames, _ = read_frames(sorted(d.glob("*.fit")))
+    make_catalogues(frames, cfg)
+    for i, p in enumerate(sorted((cache / "catalogues").glob("*.npz"))):
+        p.write_bytes(p.read_bytes()[: 50 * i])  # empty, then ever longer truncations
+    return ["--set", f'execution.cache_dir="{cache}"']
+
+
 def _toml(d: Path, text: str | bytes) -> Path:
     p = d.parent / "run.toml"
     p.write_bytes(text if isinstance(text, bytes) else text.encode())
@@ -348,7 +389,19 @@ CASES = [
         "out",
     ),
     ("wrong-scale-sidecar", _wrong_scale, 0, "scaled.fit: WCS pixel scale", "out"),
+    ("wrong-scale-refined", _wrong_scale, 0, "SDS: 7 frames", "out"),
+    ("no-stars-no-wcs", _no_stars, 0, "stars match no anchor; plate solving disabled", "out"),
+    ("unmatched-field", _mirrored, 0, "elsewhere.fit: no WCS: its ", "out"),
+    ("corrupt-catalogues", _corrupt_catalogues, 0, "SDS: 6 frames", "out"),
     ("two-targets", _far_target, 0, "skipped: 2 frame(s) of target 2 (M 81", "out"),
     ("failing-batch", lambda d: [], 0, "batch 0 failed: RuntimeError: injected fault", "out"),
 ]
 CASE_ENV = {"failing-batch": {"SUPADUPSTACK_FAIL_AT": "batch:0"}}
+# a sidecar 100x off is set aside when given WCSs are taken as they are; refined by its
+# stars (the default) it is simply right again
+NO_SOLVER = ["--set", "astrometry.solver=none"]  # the same answer with or without a solver
+CASE_ARGS = {
+    "wrong-scale-sidecar": ["--set", "astrometry.refine=false"],
+    "no-stars-no-wcs": NO_SOLVER,
+    "unmatched-field": NO_SOLVER,
+}

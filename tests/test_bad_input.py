@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from hostile_cases import CASE_ENV, CASES, inputs_for
+from hostile_cases import CASE_ARGS, CASE_ENV, CASES, inputs_for
 from supadupstack.simulate import simulate_dataset
 
 SMALL_BATCHES = ["--set", "sds.min_batch_size=2", "--set", "sds.target_batch_size=3"]
@@ -74,8 +74,6 @@ def corpus(tmp_path_factory) -> tuple[Path, dict[str, str]]:
         "nan.fit": "finite pixels",
         "zeros.fit": "empty or constant frame",
         "mono.fit": "mono frame among colour frames",
-        "badwcs.fit": "no WCS",
-        "badside.fit": "corrupt WCS sidecar",
         "copy of first.fit": "duplicate of",
         "dangling.fit": "unreadable",
         "othersize.fit": "",  # another size: used or rejected, but always reported
@@ -102,6 +100,12 @@ def test_run_reports_every_bad_file_and_goes_on(corpus, tmp_path: Path) -> None:
         assert fragment in reasons[name], (name, reasons[name])
         assert "\n" not in reasons[name]
     assert len(used) >= 6
+    # an unusable header WCS is no loss: the frame's stars register it to an anchor
+    wcs = {Path(f["path"]).name: f for f in report["frames_wcs"]}
+    for name in ("badwcs.fit", "badside.fit"):
+        assert wcs[name]["source"] == "registered" and name in used
+    assert "corrupt WCS sidecar badside.wcs" in wcs["badside.fit"]["note"]
+    assert (d / "badside.wcs").read_text() == "SIMPLE  = T\nthis is not a WCS header"
     with fits.open(out / "supadupstack.fits") as h:
         assert np.isfinite(h[0].data).any()
 
@@ -215,10 +219,11 @@ def test_the_table_has_at_least_forty_cases() -> None:
 def test_hostile_input(good, tmp_path, name, setup, code, text, stream) -> None:
     d = inputs_for(good, tmp_path / "in")
     extra = setup(d) or []
-    before = _snapshot(tmp_path)
+    before = _snapshot(tmp_path, skip=tmp_path / "out")
     out = tmp_path / "out"
     inputs = [] if extra and not extra[0].startswith("-") else [str(d)]
     cmd = [sys.executable, "-m", "supadupstack", "run", *inputs, *extra, "-o", str(out), *RUN]
+    cmd += CASE_ARGS.get(name, [])
     env = {**os.environ, **CASE_ENV.get(name, {})}
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert res.returncode == code, (res.stdout[-1500:], res.stderr[-1500:])

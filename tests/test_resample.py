@@ -7,13 +7,15 @@ import pytest
 import sep
 from astropy.io import fits
 from astropy.wcs import WCS
+from scipy import ndimage
 
 from supadupstack.canvas import canvas_from_frames, coordinate_map, exact_map, footprint_box
 from supadupstack.canvas.resample import resample_to_canvas
+from supadupstack.catalogue.detect import DetectionSettings
+from supadupstack.catalogue.stage import measure_quality
 from supadupstack.config import CanvasConfig, StackingConfig
 from supadupstack.frames.calibrate import debayer
 from supadupstack.frames.fits_io import load_pixels, read_frame
-from supadupstack.frames.quality import measure_quality
 from supadupstack.stacking import stack_patches
 
 
@@ -146,15 +148,19 @@ def test_real_stack_sharpness_and_noise(m94_frames):
     frames = [_real(p) for p in session]
     canvas = canvas_from_frames([w for _, w in frames], [(1920, 1080)] * 11, CanvasConfig())
     patches = [resample_to_canvas(img, wcs, canvas) for img, wcs in frames]
-    qual = [measure_quality(img) for img, _ in frames]
+    qual = [measure_quality(img, DetectionSettings()) for img, _ in frames]
     stacked, facts = stack_patches(patches, StackingConfig(), noise=[q.noise for q in qual])
     single_fwhm = float(np.median([q.fwhm_px for q in qual]))
-    full = stacked.weight >= 11 - 1e-3
+    # covered by all 11 frames (holes left by per-pixel rejection filled: those pixels have data)
+    full = ndimage.binary_fill_holes(stacked.weight >= 11 - 1e-3)
     rows, cols = np.flatnonzero(full.any(axis=1)), np.flatnonzero(full.any(axis=0))
     crop = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
     core = np.where(full[crop][..., None], stacked.data[crop], np.nan)
-    fwhm = measure_quality(core).fwhm_px
-    assert fwhm <= 1.1 * single_fwhm, (fwhm, single_fwhm)
+    fwhm = measure_quality(core, DetectionSettings()).fwhm_px
+    # 1.15: with the true (Moffat-fit) FWHM, bilinear resampling + rejection broaden the stars
+    # by ~12 % (the half-light measure used before compressed this to ~7 %); a sharper kernel
+    # is the photometry-and-resampling issue's work
+    assert fwhm <= 1.15 * single_fwhm, (fwhm, single_fwhm)
     # noise: stack vs the resampled single frames on the region covered by all 11
     region = full[crop]
     noise = _bkg_noise(stacked.data[crop][..., 1], region)

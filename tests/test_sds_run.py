@@ -13,10 +13,11 @@ from astropy.wcs import WCS
 from PIL import Image
 
 from supadupstack import pipeline
+from supadupstack.catalogue.detect import DetectionSettings
+from supadupstack.catalogue.stage import measure_quality
 from supadupstack.config import Config, apply_overrides
 from supadupstack.frames.calibrate import calibrate_frame
 from supadupstack.frames.fits_io import load_pixels, read_frame
-from supadupstack.frames.quality import measure_quality
 from supadupstack.simulate import metrics as M
 from supadupstack.simulate import simulate_dataset
 from supadupstack.simulate.sky import StarCatalogue
@@ -137,7 +138,8 @@ def test_sds_real_m94(m94_frames: list[Path], tmp_path: Path) -> None:
     singles = []
     for p in m94_frames[::4]:
         f = read_frame(p)
-        singles.append(measure_quality(calibrate_frame(f, load_pixels(f), Config().calibration)))
+        image = calibrate_frame(f, load_pixels(f), Config().calibration)
+        singles.append(measure_quality(image, DetectionSettings()))
     single_fwhm = float(np.median([q.fwhm_px for q in singles]))
     # single-frame noise in the reference tile's units (sessions have different gains)
     gains = {Path(fr).parent: 1.0 for fr in report["frames_used"]}

@@ -23,7 +23,7 @@ from supadupstack.pipeline import frames_with_wcs
 
 def load_frames(frames_dir: Path, cfg: Config) -> list[Frame]:
     """Frames of ``frames_dir`` with their WCS (sidecars), in time order, as SDS reads them."""
-    frames, _ = frames_with_wcs([str(frames_dir)], cfg)
+    frames, _, _ = frames_with_wcs([str(frames_dir)], cfg)
     return frames
 
 

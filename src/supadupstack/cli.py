@@ -85,8 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", help="which target to plan when the inputs hold several")
     p.add_argument("--png", help="also draw the footprints coloured by batch")
 
-    p = sub.add_parser("solve", parents=[common], help="plate-solve frames lacking a WCS")
+    p = sub.add_parser(
+        "solve", parents=[common], help="a WCS for every frame: solve anchors, register the rest"
+    )
     p.add_argument("inputs", nargs="+", metavar="PATH", help="frames or folders (recursive)")
+    p.add_argument("--solve-all", action="store_true", help="plate-solve every frame lacking a WCS")
 
     p = sub.add_parser("simulate", parents=[common], help="write a simulated dataset with truth")
     p.add_argument("out", metavar="OUT", help="output folder")

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 from supadupstack import pipeline
-from supadupstack.astrometry.register import attach_wcs
 from supadupstack.config import Config
 from supadupstack.errors import NothingUsableError, SupaDupError
 from supadupstack.execution.progress import Progress
@@ -62,7 +61,7 @@ def inspect_rows(result: pipeline.Survey) -> list[dict]:
 def _table(rows: list[dict]) -> str:
     head = (
         f"{'frame':<44} {'size':>9} {'cfa':>4} {'exp':>5} {'date-obs (UTC)':<19} "
-        f"{'wcs':<8} {'as/px':>6} {'sky':>6} {'noise':>6} {'stars':>5} {'fwhm':>5}  verdict"
+        f"{'wcs':<10} {'as/px':>6} {'sky':>6} {'noise':>6} {'stars':>5} {'fwhm':>5}  verdict"
     )
     lines = [head]
     for r in rows:
@@ -71,10 +70,11 @@ def _table(rows: list[dict]) -> str:
         lines.append(
             f"{Path(r['path']).name[-44:]:<44} {r['width']:>4}x{r['height']:<4} "
             f"{(r['bayer_pattern'] or r['kind'])[:4]:>4} {_fmt(r['exposure_s'], '5.1f'):>5} "
-            f"{(r['date_obs'] or '-')[:19]:<19} {r['wcs_source']:<8} "
+            f"{(r['date_obs'] or '-')[:19]:<19} {r['wcs_source']:<10} "
             f"{_fmt(r['scale_arcsec'], '6.3f'):>6} {_fmt(sky, '6.0f'):>6} "
             f"{_fmt(noise, '6.1f'):>6} {_fmt(r.get('n_stars'), '5d'):>5} "
             f"{_fmt(r.get('fwhm_px'), '5.2f'):>5}  {r['verdict']}"
+            + (f"; wcs {r['wcs_note']}" if r.get("wcs_note") else "")
         )
     return "\n".join(lines)
 
@@ -100,20 +100,25 @@ def cmd_inspect(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def cmd_solve(args: argparse.Namespace, cfg: Config) -> int:
-    frames, skips = pipeline.find_frames(args.inputs, cfg)
+    """A WCS for every frame: anchors plate-solved, the others registered by stars (or, with
+    ``--solve-all``, every frame without WCS solved); sidecars written."""
+    if args.solve_all:
+        cfg.astrometry.solve_all = True
     progress = Progress("solve", 0, quiet=args.quiet)
-    had = {id(f) for f in frames}
-    solved, wcs_skips = attach_wcs(frames, cfg.astrometry, solve=True, progress=progress)
+    result = pipeline.survey(args.inputs, cfg, solve=True, progress=progress)
     counts: dict[str, int] = {}
-    for f in solved:
+    for f in result.frames:
         counts[f.wcs_source] = counts.get(f.wcs_source, 0) + 1
-    for f in solved:
-        if f.wcs_source == "solved":
-            print(f'solved: {f.path} ({_fmt(f.scale_arcsec, ".3f")}"/px)')
-    _print_skips(skips + wcs_skips)
+        if f.wcs_source in ("solved", "registered", "refined"):
+            detail = f"; {f.wcs_note}" if f.wcs_note else ""
+            print(f'{f.wcs_source}: {f.path} ({_fmt(f.scale_arcsec, ".3f")}"/px{detail})')
+    _print_skips(result.skips)
     parts = ", ".join(f"{n} {src}" for src, n in sorted(counts.items()))
-    print(f"{len(had)} frame(s): {parts or 'none with a WCS'}; {len(wcs_skips)} without WCS")
-    if not solved:
+    n_all = len(result.frames) + len(result.skips)
+    print(f"{n_all} file(s): {parts or 'none with a WCS'}; {len(result.skips)} skipped")
+    if result.astrometry is not None:
+        print(f"astrometry: {result.astrometry.line()}")
+    if not result.frames:
         raise NothingUsableError("no frame has a WCS after solving")
     return 0
 
@@ -190,7 +195,7 @@ def cmd_plan(args: argparse.Namespace, cfg: Config) -> int:
     from supadupstack.canvas.canvas import canvas_for_frames
     from supadupstack.sds.planner import draw_plan, plan_batches, save_plan
 
-    frames, skips = pipeline.frames_with_wcs(args.inputs, cfg, Progress("solve", 0, args.quiet))
+    frames, skips, _ = pipeline.frames_with_wcs(args.inputs, cfg, Progress("solve", 0, args.quiet))
     _print_skips(skips)
     canvas = canvas_for_frames(frames, cfg.canvas)
     plan = plan_batches(frames, canvas, cfg.sds)

@@ -97,6 +97,16 @@ class AstrometryConfig:
     )
     downsample: int = _opt(2, "Solver downsampling (2 merges a Bayer cell).", lo=1, hi=8)
     write_sidecar: bool = _opt(True, "Write <stem>.wcs after each successful solve.")
+    anchor_every: int = _opt(
+        200,
+        "Besides the best frame of each session, one anchor every this many frames.",
+        lo=2,
+        hi=1_000_000,
+    )
+    refine: bool = _opt(True, "Re-fit given WCSs (sidecar, header) to their anchor by stars.")
+    solve_all: bool = _opt(
+        False, "Plate-solve every frame without WCS instead of registering it to an anchor."
+    )
 
 
 @dataclass
@@ -234,6 +244,12 @@ class ExecutionConfig:
     dask_local: int = _opt(0, "Start a local dask cluster with N workers (0 = off).", lo=0, hi=256)
     workdir: str | None = _opt(
         None, "Work directory (default: <output>/work).", nullable=True, pattern=PATH
+    )
+    cache_dir: str | None = _opt(
+        None,
+        "Star-catalogue cache (default: $XDG_CACHE_HOME/supadupstack or ~/.cache/supadupstack).",
+        nullable=True,
+        pattern=PATH,
     )
     memory_budget_mb: int = _opt(
         3072,

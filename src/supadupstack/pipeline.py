@@ -7,21 +7,23 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from supadupstack.astrometry.anchors import WcsSummary, attach_wcs_by_stars
 from supadupstack.astrometry.register import attach_wcs
 from supadupstack.canvas.targets import group_by_pointing, scale_outliers, select_target
-from supadupstack.config import CalibrationConfig, Config
-from supadupstack.errors import FrameError, NothingUsableError, SupaDupError
-from supadupstack.execution import executor, workdir
+from supadupstack.catalogue.stage import make_catalogues
+from supadupstack.config import Config
+from supadupstack.errors import NothingUsableError, SupaDupError
+from supadupstack.execution import workdir
 from supadupstack.execution.progress import for_stage
 from supadupstack.execution.runlog import RunLog
 from supadupstack.execution.threads import single_thread_blas
-from supadupstack.frames.calibrate import calibrate_frame
-from supadupstack.frames.fits_io import drop_duplicates, load_pixels, read_frames, scan_inputs
+from supadupstack.frames.fits_io import drop_duplicates, read_frames, scan_inputs
 from supadupstack.frames.model import Frame, Skip
-from supadupstack.frames.quality import FrameQuality, gate_reasons, measure_quality
+from supadupstack.frames.quality import FrameQuality, gate_reasons
 from supadupstack.outputs.atomic import remove_stale_parts
 
 log = logging.getLogger("supadupstack.run")
@@ -35,6 +37,7 @@ class Survey:
     skips: list[Skip] = field(default_factory=list)
     qualities: list[FrameQuality | None] = field(default_factory=list)
     verdicts: list[str | None] = field(default_factory=list)
+    astrometry: WcsSummary | None = None
 
     @property
     def accepted(self) -> list[Frame]:
@@ -84,55 +87,52 @@ def find_frames(
     return frames, skips
 
 
-def _measure_one(args: tuple[Frame, CalibrationConfig, float]) -> FrameQuality | str:
-    frame, cal, sigma = args
-    try:
-        image = calibrate_frame(frame, load_pixels(frame), cal)
-    except FrameError as exc:
-        return str(exc)
-    return measure_quality(image, sigma)
-
-
-def measure_frames(frames: list[Frame], cfg: Config, progress=None) -> list[FrameQuality | str]:
-    """Calibrate and measure every frame on the configured backend; a str is a read failure."""
-    jobs = [(f, cfg.calibration, cfg.quality.detect_sigma) for f in frames]
-    results: list[FrameQuality | str | None] = [None] * len(jobs)
-    for done, (i, res) in enumerate(executor.run_jobs(_measure_one, jobs, cfg.execution), 1):
-        failed = isinstance(res, executor.JobFailed)
-        results[i] = f"measuring failed: {res.reason}" if failed else res
-        if progress:
-            progress(done, len(jobs), jobs[i][0].name)
-    return results  # type: ignore[return-value]
-
-
 def survey(
     inputs: list[str], cfg: Config, solve: bool = False, measure: bool = True, progress=None
 ) -> Survey:
-    """Find frames, attach WCS (solving if asked), measure and gate them."""
+    """Find frames, make their star catalogues, give them a WCS (solving if asked), gate them.
+
+    Without ``measure`` (``inspect --no-measure``) only headers and existing WCSs are read.
+    """
     with single_thread_blas():
         return _survey(inputs, cfg, solve, measure, progress)
 
 
 def _survey(inputs: list[str], cfg: Config, solve: bool, measure: bool, progress) -> Survey:
     frames, skips = find_frames(inputs, cfg)
-    frames, wcs_skips = attach_wcs(frames, cfg.astrometry, solve=solve, progress=progress)
-    skips.extend(wcs_skips)
-    result = Survey(frames=frames, skips=skips)
     if not measure:
-        result.qualities = [None] * len(frames)
-        result.verdicts = [None] * len(frames)
-        return result
-    measured = measure_frames(frames, cfg, progress)
-    good = [m for m in measured if isinstance(m, FrameQuality)]
-    reasons = iter(gate_reasons(good, cfg.quality))
-    for m in measured:
-        if isinstance(m, FrameQuality):
-            result.qualities.append(m)
-            result.verdicts.append(next(reasons))
-        else:
-            result.qualities.append(None)
-            result.verdicts.append(m)
-    return result
+        frames, wcs_skips = attach_wcs(frames, cfg.astrometry, solve=solve, progress=progress)
+        n = len(frames)
+        return Survey(frames, skips + wcs_skips, [None] * n, [None] * n)
+    frames, wcs_skips, summary = _catalogues_and_wcs(frames, cfg, solve, progress)
+    qualities = [f.quality for f in frames]
+    verdicts = gate_reasons(qualities, cfg.quality) if frames else []
+    return Survey(frames, skips + wcs_skips, qualities, verdicts, summary)
+
+
+def _catalogues_and_wcs(frames: list[Frame], cfg: Config, solve: bool, progress):
+    """Star catalogues (made or read back), then a WCS by anchors and registration (or, with
+    ``astrometry.solve_all``, by solving every frame that lacks one)."""
+    t0 = time.monotonic()
+    frames, skips, stats = make_catalogues(frames, cfg, for_stage(progress, "stars"))
+    seconds = round(time.monotonic() - t0, 3)
+    log.info(
+        "star catalogues: %d made, %d read back from %s", stats.made, stats.cached, stats.folder
+    )
+    if cfg.astrometry.solve_all:
+        frames, wcs_skips = attach_wcs(frames, cfg.astrometry, solve, for_stage(progress, "wcs"))
+        summary = WcsSummary(solved=sum(1 for f in frames if f.wcs_source == "solved"))
+    else:
+        frames, wcs_skips, summary = attach_wcs_by_stars(
+            frames, cfg.astrometry, cfg.sds.session_gap_min, solve, for_stage(progress, "wcs")
+        )
+    summary.catalogues = {"made": stats.made, "cached": stats.cached, "folder": stats.folder}
+    summary.seconds["catalogues"] = seconds
+    log.info("astrometry: %s", summary.line())
+    for f in frames:
+        if f.wcs_note:
+            log.info("%s: %s", f.path, f.wcs_note)
+    return frames, skips + wcs_skips, summary
 
 
 def require_usable(result: Survey) -> None:
@@ -151,12 +151,12 @@ def relative(path: Path) -> str:
 
 def frames_with_wcs(
     inputs: list[str], cfg: Config, progress=None, exclude: list[Path] | tuple = ()
-) -> tuple[list[Frame], list[Skip]]:
+) -> tuple[list[Frame], list[Skip], WcsSummary]:
     """Frames of one target that have (or got, by solving) a WCS, plus every skipped file
     with its reason: no WCS, a wildly wrong pixel scale, or another target (``ingest.target``
-    picks which; default the largest group)."""
+    picks which; default the largest group), and what the astrometry stage did."""
     frames, skips = find_frames(inputs, cfg, exclude)
-    frames, wcs_skips = attach_wcs(frames, cfg.astrometry, solve=True, progress=progress)
+    frames, wcs_skips, summary = _catalogues_and_wcs(frames, cfg, True, progress)
     skips.extend(wcs_skips)
     if not frames:
         why = "; ".join(f"{s.path.name}: {s.reason}" for s in skips[:3])
@@ -168,7 +168,7 @@ def frames_with_wcs(
     if len(targets) > 1:
         log.warning("the inputs hold %d targets; stacking %s", len(targets), chosen.describe())
     skips.extend(others)
-    return chosen.frames, skips
+    return chosen.frames, skips, summary
 
 
 def _writable_folder(path: Path, what: str) -> Path:
@@ -233,11 +233,8 @@ def _run_mode(
     log = logging.getLogger("supadupstack.run")
     name = cfg.output.name
     log.info("run started: mode %s, inputs %s", cfg.mode, inputs)
-    frames, skips = frames_with_wcs(
-        inputs,
-        cfg,
-        for_stage(progress, "wcs"),
-        exclude=owned_paths(inputs, out_dir, work_dir, name),
+    frames, skips, astrometry = frames_with_wcs(
+        inputs, cfg, progress, exclude=owned_paths(inputs, out_dir, work_dir, name)
     )
     for s in skips:
         log.info("skipped %s: %s", s.path, s.reason)
@@ -251,6 +248,11 @@ def _run_mode(
     report = result.report
     report["inputs"] = [str(i) for i in inputs]
     report["skipped_files"] = [{"path": str(s.path), "reason": s.reason} for s in skips]
+    report["astrometry"] = astrometry.to_dict()
+    report["frames_wcs"] = [
+        {"path": str(f.path), "source": f.wcs_source, "note": f.wcs_note, "rms_px": f.wcs_rms_px}
+        for f in frames
+    ]
     report["config"] = cfg.to_dict()
     report["output"]["report"] = str(out_dir / f"{name}.report.json")
     report["output"]["log"] = str(out_dir / f"{name}.log")

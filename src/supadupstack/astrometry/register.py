@@ -15,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
+from astropy.io import fits
 from astropy.wcs import WCS
 
 from supadupstack.astrometry import solvers
@@ -46,7 +47,9 @@ def existing_wcs(frame: Frame) -> tuple[WCS | None, str, str | None]:
     side = sidecar_path(frame.path)
     if side.is_file():
         try:
-            return read_sidecar(side, frame.width, frame.height), "sidecar", None
+            wcs = read_sidecar(side, frame.width, frame.height)
+            frame.wcs_note = registered_note(side)
+            return wcs, "sidecar", None
         except SupaDupError as exc:
             problem = str(exc)
     wcs = header_wcs(read_header(frame))
@@ -57,18 +60,33 @@ def existing_wcs(frame: Frame) -> tuple[WCS | None, str, str | None]:
     return None, "none", problem
 
 
-def _set(frame: Frame, wcs: WCS | None, source: str) -> None:
+REGISTERED_CARD = "SDSWCS"  # in sidecars this project wrote by registration (not a solve)
+
+
+def registered_note(side: Path) -> str | None:
+    """ "registered earlier to <anchor>" for a sidecar written by star registration: such a WCS
+    is a cached registration, redone against this run's anchor, never an anchor itself."""
+    try:
+        header = fits.getheader(side)
+    except (OSError, ValueError):
+        return None
+    if str(header.get(REGISTERED_CARD, "")).strip() != "registered":
+        return None
+    return f"registered earlier to {header.get('SDSANCH', '?')}"
+
+
+def set_wcs(frame: Frame, wcs: WCS | None, source: str) -> None:
     if wcs is not None:
         wcs.pixel_shape = (frame.width, frame.height)
     frame.wcs = wcs
     frame.wcs_source = source
 
 
-def _save_sidecar(frame: Frame, wcs: WCS) -> None:
+def save_sidecar(frame: Frame, wcs: WCS, cards: dict | None = None) -> None:
     """Write the sidecar; an unwritable folder only costs a warning (the WCS stays in memory)."""
     path = sidecar_path(frame.path)
     try:
-        write_sidecar(wcs, path, frame.width, frame.height)
+        write_sidecar(wcs, path, frame.width, frame.height, cards)
     except (OSError, SupaDupError) as exc:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         log.warning(
@@ -104,7 +122,7 @@ def attach_wcs(
         except FrameError as exc:
             skipped[i] = Skip(frame.path, f"no WCS: {exc}")
             continue
-        _set(frame, wcs, source)
+        set_wcs(frame, wcs, source)
         if wcs is not None:
             kept[i] = frame
         elif solve:
@@ -115,58 +133,62 @@ def attach_wcs(
             kept[i] = frame
 
     if pending:
-        solver = solvers.find_solver(cfg.solver)
-        if solver is None:
-            reason = solvers.no_solver_reason(cfg.solver)
-            for i, frame, problem in pending:
-                skipped[i] = Skip(frame.path, _no_wcs(reason, problem))
-        else:
-            _solve_all(solver, pending, cfg, progress, kept, skipped)
+        outcomes = solve_frames([f for _, f, _ in pending], cfg, progress)
+        for (i, frame, problem), res in zip(pending, outcomes, strict=True):
+            if isinstance(res, str):
+                skipped[i] = Skip(frame.path, no_wcs_reason(res, problem))
+            else:
+                kept[i] = frame
 
     order = sorted(kept)
     return [kept[i] for i in order], [skipped[i] for i in sorted(skipped)]
 
 
-def _no_wcs(reason: str, problem: str | None) -> str:
+def no_wcs_reason(reason: str, problem: str | None) -> str:
     return f"no WCS: {reason}" + (f" ({problem})" if problem else "")
 
 
-def _solve_all(
-    solver: solvers.Solver,
-    pending: list[tuple[int, Frame, str | None]],
-    cfg: AstrometryConfig,
-    progress: Progress | None,
-    kept: dict[int, Frame],
-    skipped: dict[int, Skip],
-) -> None:
-    workers = max(1, min(cfg.workers or os.cpu_count() or 1, len(pending)))
+def solve_frames(
+    frames: list[Frame], cfg: AstrometryConfig, progress: Progress | None = None
+) -> list[WCS | str]:
+    """Plate-solve ``frames`` in parallel threads (``cfg.workers``, 0 = cores); per frame the
+    WCS (also set on the frame, source "solved", and written as a sidecar when
+    ``cfg.write_sidecar``) or the one-line reason it could not be solved."""
+    if not frames:
+        return []
+    solver = solvers.find_solver(cfg.solver)
+    if solver is None:
+        return [solvers.no_solver_reason(cfg.solver)] * len(frames)
+    workers = max(1, min(cfg.workers or os.cpu_count() or 1, len(frames)))
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="solve")
     try:
-        futures = {pool.submit(_solve_one, solver, f, cfg): (i, f, p) for i, f, p in pending}
-        _collect(futures, solver, cfg, progress, kept, skipped)
+        futures = {pool.submit(_solve_one, solver, f, cfg): i for i, f in enumerate(frames)}
+        out = _collect(futures, frames, solver, cfg, progress)
     except BaseException:  # Ctrl-C, SIGTERM: end the solver processes, do not wait for them
         pool.shutdown(wait=False, cancel_futures=True)
         solvers.RUNNING.kill_all()
         raise
     pool.shutdown(wait=True)
+    return out
 
 
-def _collect(futures, solver, cfg, progress, kept, skipped) -> None:
-    """Record each finished solve: a WCS (and its sidecar) or a skip with the reason."""
-    total, done = len(futures), 0
-    for future in as_completed(futures):
-        i, frame, problem = futures[future]
-        done += 1
+def _collect(futures, frames, solver, cfg, progress) -> list[WCS | str]:
+    """Each finished solve: a WCS (set on the frame, sidecar written) or the reason."""
+    out: list[WCS | str] = [""] * len(frames)
+    for done, future in enumerate(as_completed(futures), 1):
+        i = futures[future]
+        frame = frames[i]
         try:
             wcs = future.result()
         except (SupaDupError, OSError) as exc:  # OSError: temp dir, reading the frame
-            skipped[i] = Skip(frame.path, _no_wcs(str(exc), problem))
+            out[i] = str(exc)
             if progress:
-                progress(done, total, f"{frame.name}: not solved ({exc})")
+                progress(done, len(frames), f"{frame.name}: not solved ({exc})")
             continue
-        _set(frame, wcs, "solved")
-        kept[i] = frame
+        set_wcs(frame, wcs, "solved")
+        out[i] = wcs
         if cfg.write_sidecar:
-            _save_sidecar(frame, wcs)
+            save_sidecar(frame, wcs)
         if progress:
-            progress(done, total, f"{frame.name}: solved by {solver.name}")
+            progress(done, len(frames), f"{frame.name}: solved by {solver.name}")
+    return out

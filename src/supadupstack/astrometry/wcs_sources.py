@@ -182,8 +182,9 @@ def read_sidecar(path: Path, width: int | None = None, height: int | None = None
         raise AstrometryError(f"corrupt WCS sidecar {path.name}: {exc}") from None
 
 
-def write_sidecar(wcs: WCS, path: Path, width: int, height: int) -> None:
-    """Write ``wcs`` as an astrometry.net-style ``.wcs`` file, atomically, with the umask's mode.
+def write_sidecar(wcs: WCS, path: Path, width: int, height: int, cards: dict | None = None) -> None:
+    """Write ``wcs`` as an astrometry.net-style ``.wcs`` file, atomically, with the umask's mode
+    (``cards``: extra header cards, name → (value, comment)).
 
     Raises SupaDupError (one line) when the folder is not writable; a half-written file is
     never left behind.
@@ -193,6 +194,8 @@ def write_sidecar(wcs: WCS, path: Path, width: int, height: int) -> None:
         header = wcs.to_header(relax=True)
     header["IMAGEW"] = (int(width), "Image width, in pixels.")
     header["IMAGEH"] = (int(height), "Image height, in pixels.")
+    for key, value in (cards or {}).items():
+        header[key] = value
     hdu = fits.PrimaryHDU(header=header)
     write_atomic(Path(path), lambda p: hdu.writeto(p, overwrite=True))
 
@@ -211,6 +214,17 @@ def gnomonic(ra, dec, ra0: float, dec0: float) -> tuple[np.ndarray, np.ndarray]:
     xi = np.cos(d) * np.sin(r - r0) / cosc
     eta = (math.cos(d0) * np.sin(d) - np.sin(d0) * np.cos(d) * np.cos(r - r0)) / cosc
     return np.degrees(xi), np.degrees(eta)
+
+
+def from_gnomonic(xi: float, eta: float, ra0: float, dec0: float) -> tuple[float, float]:
+    """Inverse of ``gnomonic`` for one point: (RA, Dec) in degrees of the tangent-plane offset
+    (xi east, eta north; degrees) around (ra0, dec0)."""
+    x, y = math.radians(xi), math.radians(eta)
+    d0, a0 = math.radians(dec0), math.radians(ra0)
+    denom = math.cos(d0) - y * math.sin(d0)
+    ra = a0 + math.atan2(x, denom)
+    dec = math.atan2(math.sin(d0) + y * math.cos(d0), math.hypot(x, denom))
+    return math.degrees(ra) % 360.0, math.degrees(dec)
 
 
 def pixel_scale_arcsec(wcs: WCS, width: int, height: int) -> float:

@@ -39,7 +39,6 @@ from supadupstack.outputs.products import (
     output_summary,
     run_cards,
     save_products,
-    total_exposure,
 )
 from supadupstack.polish.mosaic import Mosaic
 from supadupstack.polish.steps import polish
@@ -181,10 +180,8 @@ def run_classic(
     polish_facts = polish(mosaic, cfg.polish, min_keep, altaz and len(tiles) == 1)
     t = _timed(times, "polish", t)
     used = [p for tile in tiles for p in tile.frames_used]
-    exposures = {str(f.path): f.exposure_s for f in frames}
-    exposure = total_exposure(used, exposures)
     anchor = next(h.index for h in harmony if h.anchor)
-    cards = run_cards("classic", used, exposures, {h.index: np.mean(h.gain) for h in harmony})
+    cards = run_cards("classic", used, frames, {h.index: np.mean(h.gain) for h in harmony})
     cards["NTILES"] = (len(tiles), "master tiles (groups)")
     cards["REFTILE"] = (anchor, "harmonisation anchor tile")
     cards["FEATHER"] = (cfg.classic.feather_px, "[px] feathered tile edge")
@@ -208,7 +205,7 @@ def run_classic(
         },
         "assembly": a_facts,
         "polish": polish_facts,
-        "output": output_summary(mosaic, fits_path, png_path, exposure),
+        "output": output_summary(mosaic, fits_path, png_path, cards["EXPTOTAL"][0]),
         "seconds": times,
     }
     log.info("classic done in %.1fs: %d frames, %d tiles", times["total"], len(used), len(tiles))

@@ -20,6 +20,10 @@ class Frame:
     Units: angles in degrees, pixel scale in arcsec/pixel, exposure in seconds, sizes in pixels.
     ``kind`` is "bayer" (2-D CFA), "mono" (2-D) or "rgb" (3 planes). ``ra_hint``/``dec_hint``
     are J2000 (precessed from the header's JNow when the header is Seestar's).
+    ``wcs_source`` is where the WCS came from ("sidecar", "header", "solved", "registered",
+    "refined", "none"); ``wcs_note`` says more (the anchor, residual rms, matched stars).
+    ``catalogue`` (``catalogue.store.Catalogue``) and ``quality`` (``FrameQuality``) are set
+    by the star-catalogue stage.
     """
 
     path: Path
@@ -45,6 +49,10 @@ class Frame:
     dec_hint: float | None = None
     wcs: WCS | None = field(default=None, repr=False, compare=False)
     wcs_source: str = "none"
+    wcs_note: str | None = None
+    wcs_rms_px: float | None = None
+    catalogue: Any = field(default=None, repr=False, compare=False)
+    quality: Any = field(default=None, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -77,6 +85,8 @@ class Frame:
             "exposure_s": self.exposure_s,
             "date_obs": self.date_obs,
             "wcs_source": self.wcs_source,
+            "wcs_note": self.wcs_note,
+            "wcs_rms_px": self.wcs_rms_px,
             "scale_arcsec": self.scale_arcsec,
         }
 

@@ -1,8 +1,10 @@
 """Per-frame quality measures and the gates that reject outlier frames (DESIGN §3.1).
 
 Measures (on the calibrated image, ADU): sky and noise per channel (median, 1.4826·MAD),
-the number of stars with SNR ≥ 10, their median FWHM in pixels, the fraction of finite pixels.
+the number of stars with SNR ≥ 10, their median FWHM in pixels, the fraction of finite pixels;
+the star facts come from the frame's star catalogue (``catalogue.store.Catalogue.quality``).
 Gates compare each frame to the median of the set and give a one-line reason per rejection.
+``detect_stars`` (sep) remains for the photometry of canvas patches and the preview colour.
 """
 
 from __future__ import annotations
@@ -62,31 +64,6 @@ def detect_stars(lum: np.ndarray, detect_sigma: float = 5.0):
     return objs, sub, rms
 
 
-def measure_stars(lum: np.ndarray, detect_sigma: float = 5.0) -> tuple[int, float]:
-    """(number of stars with aperture SNR ≥ 10, median FWHM in px of unsaturated round stars)."""
-    objs, sub, rms = detect_stars(lum, detect_sigma)
-    if objs is None or len(objs) == 0:
-        return 0, float("nan")
-    good = (objs["flag"] & 0x04) == 0  # not truncated at the border
-    objs = objs[good]
-    if len(objs) == 0:
-        return 0, float("nan")
-    flux, ferr, _ = sep.sum_circle(sub, objs["x"], objs["y"], 6.0, err=rms)
-    snr = flux / np.maximum(ferr, 1e-9)
-    stars = snr >= 10
-    round_ = (objs["b"] / np.maximum(objs["a"], 1e-6) > 0.5) & (objs["peak"] < SATURATION_ADU)
-    compact = objs["npix"] < 400
-    pick = stars & round_ & compact
-    if pick.sum() == 0:
-        return int(stars.sum()), float("nan")
-    r_half, _ = sep.flux_radius(
-        sub, objs["x"][pick], objs["y"][pick], np.full(pick.sum(), 8.0), 0.5
-    )
-    r_half = r_half[np.isfinite(r_half) & (r_half > 0)]
-    fwhm = float(2.0 * np.median(r_half)) if r_half.size else float("nan")
-    return int(stars.sum()), fwhm
-
-
 def luminance(image: np.ndarray) -> np.ndarray:
     """Mean of the channels of an (H, W, C) image (float32, NaN propagates)."""
     nch = image.shape[-1]
@@ -99,17 +76,10 @@ def luminance(image: np.ndarray) -> np.ndarray:
     return total
 
 
-def measure_quality(image: np.ndarray, detect_sigma: float = 5.0) -> FrameQuality:
-    """Quality facts of a calibrated (H, W, C) image."""
-    finite = np.isfinite(luminance(image))
-    sky, noise = zip(
-        *(_robust_sky_noise(image[..., c]) for c in range(image.shape[-1])), strict=True
-    )
-    frac = float(finite.mean())
-    if frac == 0 or max(noise) == 0 or not np.isfinite(max(noise)):
-        return FrameQuality(list(sky), list(noise), 0, float("nan"), frac)
-    n_stars, fwhm = measure_stars(luminance(image), detect_sigma)
-    return FrameQuality(list(sky), list(noise), n_stars, fwhm, frac)
+def sky_and_noise(image: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per-channel sky (median) and noise (1.4826·MAD) of a calibrated (H, W, C) image, ADU."""
+    pairs = [_robust_sky_noise(image[..., c]) for c in range(image.shape[-1])]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
 def _median(values: list[float]) -> float:

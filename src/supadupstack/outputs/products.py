@@ -5,27 +5,52 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from supadupstack import __version__
+from supadupstack.catalogue.detect import DetectionSettings
+from supadupstack.catalogue.stage import measure_quality
 from supadupstack.config import OutputConfig
-from supadupstack.frames.quality import measure_quality
+from supadupstack.frames.model import Frame
 from supadupstack.outputs.write import write_fits, write_preview
 from supadupstack.polish.mosaic import Mosaic
 
 
 def run_cards(
-    mode: str, used: list[str], exposure_s: dict[str, float | None], gains: dict[int, float]
+    mode: str, used: list[str], frames: list[Frame], gains: dict[int, float]
 ) -> dict[str, tuple]:
-    """FITS cards every run writes: mode, frames used, total exposure [s], version, and one
-    ``GAINnnn`` card per tile (its mean gain). ``exposure_s`` maps a frame path to seconds."""
+    """FITS cards every run writes: mode, frames used, total exposure [s], version, where the
+    WCSs of the frames used came from, and one ``GAINnnn`` card per tile (its mean gain)."""
+    by_path = {str(f.path): f for f in frames}
+    exposures = {p: f.exposure_s for p, f in by_path.items()}
     cards = {
         "SDSMODE": (mode, "supadupstack mode"),
         "NFRAMES": (len(used), "frames co-added"),
-        "EXPTOTAL": (total_exposure(used, exposure_s), "[s] total exposure of frames used"),
+        "EXPTOTAL": (total_exposure(used, exposures), "[s] total exposure of frames used"),
         "SWVERS": (__version__, "supadupstack version"),
     }
+    cards.update(astrometry_cards([by_path[p] for p in used if p in by_path]))
     for index, gain in gains.items():
         cards[f"GAIN{index:03d}"] = (round(float(gain), 6), "mean gain of tile")
     return cards
+
+
+def astrometry_cards(used: list[Frame]) -> dict[str, tuple]:
+    """How the frames used got their WCS: solved, registered to an anchor, or refined (a
+    given WCS re-fitted by stars), and the median rms of the star fits [px]."""
+    count = {src: sum(1 for f in used if f.wcs_source == src) for src in SOURCES}
+    rms = [f.wcs_rms_px for f in used if f.wcs_rms_px is not None]
+    cards = {
+        "NSOLVED": (count["solved"], "frames used, WCS plate-solved"),
+        "NREGIST": (count["registered"], "frames used, registered to an anchor"),
+        "NREFINED": (count["refined"], "frames used, given WCS re-fitted by stars"),
+    }
+    if rms:
+        cards["REGRMS"] = (round(float(np.median(rms)), 4), "[px] median rms of star fits")
+    return cards
+
+
+SOURCES = ("solved", "registered", "refined")
 
 
 def total_exposure(used: list[str], exposure_s: dict[str, float | None]) -> float:
@@ -57,7 +82,7 @@ def output_summary(
     mosaic: Mosaic, fits_path: Path, png_path: Path | None, exposure_s: float
 ) -> dict:
     """The report's ``output`` block: paths, shape, coverage, final noise (ADU) and FWHM (px)."""
-    final = measure_quality(mosaic.image) if mosaic.alpha.any() else None
+    final = measure_quality(mosaic.image, DetectionSettings()) if mosaic.alpha.any() else None
     return {
         "fits": str(fits_path),
         "png": str(png_path) if png_path else None,

@@ -20,7 +20,6 @@ from supadupstack.outputs.products import (
     output_summary,
     run_cards,
     save_products,
-    total_exposure,
 )
 from supadupstack.polish.mosaic import Mosaic
 from supadupstack.polish.steps import polish
@@ -91,10 +90,8 @@ def run_sds(
     polish_facts = polish(mosaic, cfg.polish, min_keep, altaz)
     t = sds.timed(times, "polish", t)
     used = [p for tile in tiles for p in tile.frames_used]
-    exposures = {str(f.path): f.exposure_s for f in frames}
-    exposure = total_exposure(used, exposures)
     ref_tile = tiles[ref_idx].index
-    cards = run_cards("sds", used, exposures, {g.index: np.mean(g.gain) for g in gains})
+    cards = run_cards("sds", used, frames, {g.index: np.mean(g.gain) for g in gains})
     cards["NBATCH"] = (len(tiles), "mega-tiles (batches)")
     cards["REFTILE"] = (ref_tile, "reference mega-tile")
     cards["RENORM"] = (cfg.sds.renorm, "inter-tile renormalisation rule")
@@ -119,7 +116,7 @@ def run_sds(
         "tiles": sds.tile_summary(tiles, gains, ref_idx),
         "coadd": {k: coadd_facts.get(k) for k in ("rejection", "rejected_fraction", "n_chunks")},
         "polish": polish_facts,
-        "output": output_summary(mosaic, fits_path, png_path, exposure),
+        "output": output_summary(mosaic, fits_path, png_path, cards["EXPTOTAL"][0]),
         "seconds": times,
     }
     log.info("SDS done in %.1fs: %d frames, %d batches", times["total"], len(used), len(tiles))

@@ -27,6 +27,7 @@ from supadupstack.canvas.canvas import Canvas, frame_footprint
 from supadupstack.config import SdsConfig
 from supadupstack.errors import SupaDupError
 from supadupstack.frames.model import Frame
+from supadupstack.frames.sessions import split_sessions, time_key
 from supadupstack.outputs.atomic import write_text_atomic
 from supadupstack.smallfile import read_small_text
 
@@ -81,17 +82,13 @@ class _SessionGrid:
         return mask.astype(bool)
 
 
-def _time_key(frame: Frame):
-    return (frame.mjd_obs if frame.mjd_obs is not None else float("inf"), str(frame.path))
-
-
 def plan_batches(frames: list[Frame], canvas: Canvas, cfg: SdsConfig) -> BatchPlan:
     """Deterministic coverage-greedy batches in time order; every frame exactly once.
 
     Footprint masks are rasterised when needed and never all kept, so memory stays at a few
     grids whatever the number of frames.
     """
-    ordered = sorted(frames, key=_time_key)
+    ordered = sorted(frames, key=time_key)
     batches: list[list[str]] = []
     coverage: list[float] = []
     for session in split_sessions(ordered, cfg.session_gap_min):
@@ -107,20 +104,6 @@ def plan_batches(frames: list[Frame], canvas: Canvas, cfg: SdsConfig) -> BatchPl
             coverage.append(float(covered.sum() / total))
             batches.append([str(ordered[session[k]].path) for k in b])
     return BatchPlan(batches=batches, coverage=coverage, params=_params(cfg))
-
-
-def split_sessions(ordered: list[Frame], gap_min: float) -> list[list[int]]:
-    """Indices of time-ordered frames grouped into sessions separated by gaps > gap_min."""
-    sessions: list[list[int]] = []
-    last = None
-    for i, f in enumerate(ordered):
-        t = f.mjd_obs
-        gap = (t - last) * 1440.0 if (t is not None and last is not None) else 0.0
-        if not sessions or (gap_min > 0 and gap > gap_min):
-            sessions.append([])
-        sessions[-1].append(i)
-        last = t if t is not None else last
-    return sessions
 
 
 def _greedy(session: list[int], mask, grid_shape, total: int, cfg: SdsConfig) -> list[list[int]]:

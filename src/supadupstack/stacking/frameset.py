@@ -13,12 +13,13 @@ import numpy as np
 
 from supadupstack.canvas.canvas import Canvas
 from supadupstack.canvas.resample import Patch, resample_to_canvas
+from supadupstack.catalogue.stage import detection_settings, measure_quality
 from supadupstack.config import Config
 from supadupstack.errors import FrameError
 from supadupstack.frames.calibrate import calibrate_frame
 from supadupstack.frames.fits_io import load_pixels
 from supadupstack.frames.model import Frame
-from supadupstack.frames.quality import FrameQuality, gate_reasons, measure_quality
+from supadupstack.frames.quality import FrameQuality, gate_reasons
 from supadupstack.stacking.engine import stack_patches
 from supadupstack.stacking.normalize import fit_linear_info
 from supadupstack.stacking.photometry import common_area, photometric_fit, reference_stars
@@ -42,9 +43,10 @@ class FrameStack:
 
 
 def resample_and_gate(frames: list[Frame], grid: Canvas, cfg: Config, unit: str = "batch"):
-    """Per frame, streamed: load, calibrate, measure, resample onto ``grid``, then drop the
-    calibrated image (only the patch is kept, so a batch never holds all its full frames);
-    then the quality gates over the set. Returns (patches, [(frame, quality)], rejected)."""
+    """Per frame, streamed: load, calibrate, resample onto ``grid``, then drop the calibrated
+    image (only the patch is kept, so a batch never holds all its full frames); then the
+    quality gates over the set, from each frame's catalogue (measured here only for a frame
+    that came without one). Returns (patches, [(frame, quality)], rejected)."""
     patches, used, rejected = [], [], {}
     for f in frames:
         try:
@@ -52,7 +54,7 @@ def resample_and_gate(frames: list[Frame], grid: Canvas, cfg: Config, unit: str 
         except FrameError as exc:
             rejected[str(f.path)] = str(exc)
             continue
-        q = measure_quality(img, cfg.quality.detect_sigma)
+        q = f.quality if f.quality is not None else measure_quality(img, detection_settings(cfg))
         patch = resample_to_canvas(img, f.wcs, grid, cfg.resample.kernel, cfg.resample.grid_step_px)
         del img
         patches.append(patch)

@@ -24,6 +24,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from supadupstack.order_stats import select_kth
+
 # fast-math without nnan/ninf: NaN marks missing samples, so NaN checks must survive
 FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
@@ -67,47 +69,10 @@ def _kept_sorted(vals, keep, n, buf):
 
 
 @njit(cache=True, fastmath=FAST)
-def _select(a, n, k):
-    """Partially order a[:n] so that a[k] is its k-th smallest value (quickselect); returns it.
-
-    Median-of-three pivots; O(n) on average, no full sort needed for a median or a MAD.
-    """
-    lo = 0
-    hi = n - 1
-    while hi > lo:
-        mid = (lo + hi) >> 1
-        if a[mid] < a[lo]:
-            a[mid], a[lo] = a[lo], a[mid]
-        if a[hi] < a[lo]:
-            a[hi], a[lo] = a[lo], a[hi]
-        if a[hi] < a[mid]:
-            a[hi], a[mid] = a[mid], a[hi]
-        pivot = a[mid]
-        i = lo
-        j = hi
-        while i <= j:
-            while a[i] < pivot:
-                i += 1
-            while a[j] > pivot:
-                j -= 1
-            if i <= j:
-                a[i], a[j] = a[j], a[i]
-                i += 1
-                j -= 1
-        if k <= j:
-            hi = j
-        elif k >= i:
-            lo = i
-        else:
-            break
-    return a[k]
-
-
-@njit(cache=True, fastmath=FAST)
 def _median_select(a, n):
     """Median of a[:n] (n ≥ 1) by selection; reorders a[:n]."""
     h = n // 2
-    upper = _select(a, n, h)
+    upper = select_kth(a, n, h)
     if n % 2 == 1:
         return upper
     lower = a[0]  # a[:h] now holds the h smallest values: the lower middle is their maximum
