@@ -161,6 +161,22 @@ def test_gains_are_clamped_and_disconnected_tiles_noted() -> None:
     assert harmony[2].gain == [1.0] * 3 and "not connected" in harmony[2].notes[0]
 
 
+def test_a_tile_linked_only_without_a_gain_fit_takes_its_sky_from_the_chain() -> None:
+    """Three tiles in a row: 0–1 fitted, 1–2 without any gain fit (gain 1 assumed). Tile 2
+    must still get the offset that puts its sky on the anchor's, and must not drag tile 1
+    (formerly tile 2 was pinned at offset 0 and tile 1 ended 100 ADU from the anchor)."""
+    g = [1.0, 1.0, 1.0]
+    sky = [1000.0, 1100.0, 1300.0]
+    pairs = [_pair(0, 1, g, sky), _pair(1, 2, g, sky, weight=0.0)]
+    pairs[1].how = "no fit: gain 1"
+    harmony = solve([0, 1, 2], pairs, 0, [1, 1, 1], 3, ClassicConfig())
+    for k in (1, 2):
+        level = harmony[k].gain[0] * sky[k] + harmony[k].offset[0]
+        assert level == pytest.approx(sky[0], abs=0.01), k
+    assert "gain fixed at 1" in harmony[2].notes[0]
+    assert not harmony[1].notes
+
+
 def test_feather_weight_tapers_to_the_tile_edge() -> None:
     valid = np.zeros((200, 300), bool)
     valid[20:180, 30:270] = True

@@ -190,9 +190,12 @@ def test_realism_against_real_frames(nights, real_dir):
         k: max(r[k] if k in ("n_stars", "fwhm") else r[k][1] for r in real)
         for k in ("n_stars", "fwhm", "sky", "noise")
     }
+    # seeing: the best night as sharp as the real frames, the others up to 2× broader (the
+    # real frames are all of good nights; Seestar seeing spans 2× between nights)
+    assert 0.9 * lo["fwhm"] <= min(s["fwhm"] for s in sim) <= 1.1 * hi["fwhm"]
     for s in sim:
         assert 0.8 * lo["n_stars"] <= s["n_stars"] <= 1.25 * hi["n_stars"], s
-        assert 0.9 * lo["fwhm"] <= s["fwhm"] <= 1.1 * hi["fwhm"], s
+        assert 0.9 * lo["fwhm"] <= s["fwhm"] <= 2.1 * hi["fwhm"], s
         assert 0.95 * lo["sky"] <= s["sky"][1] <= 1.05 * hi["sky"], s
         assert 0.9 * lo["noise"] <= s["noise"][1] <= 1.1 * hi["noise"], s
     # noise follows the real frames' sky→noise relation (Poisson + read noise) within 10 %

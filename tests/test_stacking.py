@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from supadupstack.canvas.resample import Patch
 from supadupstack.config import StackingConfig
@@ -35,16 +36,22 @@ def _ref_winsorized(v: np.ndarray, kl: float, kh: float, max_iter: int) -> np.nd
 
 
 def _ref_kappa(v: np.ndarray, kl: float, kh: float, max_iter: int) -> np.ndarray:
+    """Deleted residuals (each sample against the mean and std of the others) vs Student t."""
     keep = np.isfinite(v)
     for _ in range(max_iter):
-        x = v[keep].astype(np.float64)
-        if x.size < 3:
+        idx = np.flatnonzero(keep)
+        k = idx.size
+        if k < 3:
             break
-        m, s = np.median(x), x.std(ddof=1)
-        new = keep & (v >= m - kl * s) & (v <= m + kh * s)
-        if np.array_equal(new, keep):
+        x = v[idx].astype(np.float64)
+        t = np.array(
+            [(x[i] - np.delete(x, i).mean()) / np.delete(x, i).std(ddof=1) for i in range(k)]
+        ) / np.sqrt(1 + 1 / (k - 1))
+        lo, hi = (stats.t.ppf(stats.norm.cdf(kappa), k - 2) for kappa in (kl, kh))
+        bad = (t > hi) | (t < -lo)
+        if not bad.any():
             break
-        keep = new
+        keep[idx[bad]] = False
     return keep
 
 

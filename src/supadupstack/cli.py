@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, help="frames per session/panel")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sidecars", action="store_true", help="write true WCS as .wcs sidecars")
+    p.add_argument("--beta", type=float, default=3.0, help="Moffat beta of the stars (0: Gaussian)")
 
     p = sub.add_parser("demo", parents=[common], help="simulate a small dataset and process it")
     p.add_argument("-o", "--out", default="demo-output", help="output folder (default demo-output)")

@@ -133,6 +133,7 @@ def cmd_simulate(args: argparse.Namespace, cfg: Config) -> int:
             n_frames=args.frames,
             seed=args.seed,
             sidecars=args.sidecars,
+            psf_beta=args.beta,
         )
     except ValueError as exc:
         raise SupaDupError(str(exc)) from None

@@ -1,4 +1,4 @@
-"""Order statistics for numba kernels: one quickselect that every kernel shares."""
+"""Order statistics for numba kernels: one quickselect and one small sort every kernel shares."""
 
 from __future__ import annotations
 
@@ -41,3 +41,15 @@ def select_kth(a, n, k):
         else:
             break
     return a[k]
+
+
+@njit(cache=True, inline="always")
+def insertion_sort(a, n):
+    """Sort a[:n] in place (n is small: the number of frames of a pixel)."""
+    for i in range(1, n):
+        v = a[i]
+        j = i - 1
+        while j >= 0 and a[j] > v:
+            a[j + 1] = a[j]
+            j -= 1
+        a[j + 1] = v

@@ -15,8 +15,10 @@ with every overlapping neighbour:
    (weight 1 / relative error²; 1e-3 for a pixel fit, so it only decides tiles that no
    other fit reaches; none for a pair without any fit), the anchor's log gain fixed at 0. Offsets,
    given the gains: g_i·m_i + o_i = g_j·m_j + o_j for every pair (m: the pair's sky medians,
-   weight: common pixels), the anchor's offset fixed at 0. Tiles not connected to the anchor
-   by overlaps form their own component, anchored at its largest tile (noted).
+   weight: common pixels, every pair that has sky medians, even one without a gain fit), the
+   anchor's offset fixed at 0. Tiles not connected to the anchor by overlaps form their own
+   component, anchored at its largest tile (noted); a tile linked only by pairs without a
+   gain fit keeps gain 1 but still takes its sky from its neighbours.
 3. Gains outside [gain_min, gain_max] are clamped (warned, noted); offsets are solved after
    clamping so the skies still agree.
 
@@ -170,6 +172,14 @@ def _lstsq(n: int, rows: list[tuple[int, int, float, float]], fixed: list[int]) 
     return x
 
 
+def _roots(n: int, edges: list[tuple[int, int]], anchor: int, sizes: list[float]) -> list[int]:
+    """One fixed tile per connected component: the anchor, else the component's largest."""
+    return [
+        anchor if anchor in comp else max(comp, key=lambda k: (sizes[k], -k))
+        for comp in _components(n, edges)
+    ]
+
+
 def solve(
     indices: list[int],
     pairs: list[PairFit],
@@ -181,14 +191,19 @@ def solve(
     """Global gains and offsets (positions in ``indices``); ``anchor`` is a position."""
     n = len(indices)
     pos = {t: k for k, t in enumerate(indices)}
-    comps = _components(n, [(pos[p.i], pos[p.j]) for p in pairs if _gain_weight(p) > 0])
-    fixed, notes = [], [[] for _ in range(n)]
-    for comp in comps:
-        root = anchor if anchor in comp else max(comp, key=lambda k: (sizes[k], -k))
-        fixed.append(root)
-        if root != anchor:
-            for k in comp:
+    notes: list[list[str]] = [[] for _ in range(n)]
+    # gains are tied only by pairs with a gain fit; offsets by every pair with sky medians, so
+    # a tile whose only link has no gain fit still gets its sky from that neighbour
+    gain_edges = [(pos[p.i], pos[p.j]) for p in pairs if _gain_weight(p) > 0]
+    sky_edges = [(pos[p.i], pos[p.j]) for p in pairs if np.isfinite(p.sky_i + p.sky_j).all()]
+    fixed, fixed_sky = _roots(n, gain_edges, anchor, sizes), _roots(n, sky_edges, anchor, sizes)
+    for comp in _components(n, sky_edges):
+        root = next(k for k in comp if k in fixed_sky)
+        for k in comp:
+            if root != anchor:
                 notes[k].append(f"not connected to the anchor; component anchored at tile {root}")
+            elif k in fixed and k != anchor:
+                notes[k].append("no gain fit links it to the anchor: gain fixed at 1")
     gains = np.ones((n, nch))
     offsets = np.zeros((n, nch))
     for c in range(nch):
@@ -217,7 +232,7 @@ def solve(
             d = gains[i, c] * p.sky_i[c] - gains[j, c] * p.sky_j[c]
             if math.isfinite(d):
                 rows.append((i, j, -d, float(p.common_pixels)))
-        offsets[:, c] = -_lstsq(n, rows, fixed)
+        offsets[:, c] = -_lstsq(n, rows, fixed_sky)
     return [
         TileHarmony(
             indices[k],

@@ -8,15 +8,16 @@ sky.
 - ``median_gain``: gain = median_ref / median_tile. Right only when everything above zero
   scales together; a camera pedestal (bias) or an additive sky (moon, light pollution) makes it
   measure the sky ratio instead of the transparency ratio.
-- ``linear``: the slope is measured on the stars the two tiles share (median ratio of aperture
-  fluxes above a local background, per channel): a pixel regression is dominated by sky pixels
-  and confused by seeing differences. The offset then maps the tile's clipped median onto the
-  reference's, so the backgrounds agree without any later background matching. With too few
-  common stars it falls back to a pixel regression, then to ``median_gain`` (noted).
+- ``linear``: the slope is measured on the stars the two tiles share (clipped ratio of their
+  catalogue fluxes, Moffat-fit totals that do not depend on seeing; grey): a pixel regression
+  is dominated by sky pixels and confused by seeing differences. The offset then maps the
+  tile's clipped median onto the reference's, so the backgrounds agree without any later
+  background matching. With too few common stars it falls back to a pixel regression, then
+  to ``median_gain`` (noted).
 
-A star-based check (median luminance flux ratio of common stars after renormalisation, in a
-smaller aperture than the one ``linear`` fits with) is reported per tile; 1.00 means the
-photometry agrees.
+A star-based check (luminance ratio of common stars' aperture fluxes after renormalisation,
+apertures of 3 FWHM of each tile: an estimator independent of the fit) is reported per tile;
+1.00 means the photometry agrees.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np
 
 from supadupstack.canvas.canvas import Canvas
 from supadupstack.canvas.resample import Patch
+from supadupstack.catalogue.detect import median_fwhm
 from supadupstack.config import SdsConfig
 from supadupstack.stacking.normalize import fit_linear_info
 from supadupstack.stacking.photometry import (
@@ -37,10 +39,11 @@ from supadupstack.stacking.photometry import (
     photometric_fit,
     star_fluxes,
 )
+from supadupstack.stacking.star_photometry import patch_stars
 
 log = logging.getLogger(__name__)
 Stars = tuple[np.ndarray, np.ndarray]
-CHECK_APERTURE_PX = 12.0  # the check uses a wider aperture than the fit (8 px)
+CHECK_FWHMS = 3.0  # aperture radius of the star check, in FWHM of each image
 
 
 @dataclass
@@ -82,11 +85,11 @@ def identity_gain(index: int, ref: Patch) -> TileGain:
 
 
 def tile_gain(
-    index: int, tile: Patch, ref: Patch, cfg: SdsConfig, stars: Stars | None = None
+    index: int, tile: Patch, ref: Patch, cfg: SdsConfig, ref_stars: np.ndarray | None = None
 ) -> TileGain:
     """Gain (and offset for ``linear``) of ``tile`` relative to ``ref``, clamped to the range.
 
-    ``stars``: canvas positions of the reference's stars (``reference_stars``), detected once
+    ``ref_stars``: the reference's star catalogue on the canvas (``patch_stars``), made once
     for all tiles.
     """
     area = common_area(tile, ref)
@@ -103,7 +106,7 @@ def tile_gain(
     grey = lum_r / lum_t if np.isfinite(lum_t) and lum_t > 0 and np.isfinite(lum_r) else 1.0
     gain = [grey] * nch  # DESIGN §4.3: one gain per tile, applied to the whole tile
     if cfg.renorm == "linear":
-        slope, how = _linear_slope(tile, ref, area, stars)
+        slope, how = _linear_slope(tile, ref, area, ref_stars)
         if slope is None:
             notes.append("linear rule: too few common stars and no pixel fit; used median_gain")
         else:
@@ -123,9 +126,9 @@ def tile_gain(
     return TileGain(index, gain, offset, med_t, med_r, common, clamped, notes=notes)
 
 
-def _linear_slope(tile: Patch, ref: Patch, area, stars) -> tuple[list[float] | None, str]:
+def _linear_slope(tile: Patch, ref: Patch, area, ref_stars) -> tuple[list[float] | None, str]:
     """Grey slope from common stars, else per-channel pixel regression, else None."""
-    fit = photometric_fit(tile, ref, stars=stars)
+    fit = photometric_fit(tile, ref, ref_stars=ref_stars)
     nch = tile.data.shape[-1]
     if fit is not None:
         return [fit.scale] * nch, f"{fit.n_stars} common stars"
@@ -147,18 +150,30 @@ def star_check(
 ) -> tuple[float | None, int]:
     """Luminance flux ratio (renormalised tile / reference) of common stars, and their count.
 
-    Same estimator as the fit (clipped Σ-ratio) in a wider aperture, so a PSF or background
+    An estimator independent of the fit: clipped Σ-ratio of aperture sums, each image's
+    aperture CHECK_FWHMS × its own median FWHM (so both enclose the same fraction of a
+    star's light whatever the seeing), annulus 1.5-2.5 apertures. A PSF-shape or background
     mismatch between the tiles shows up as a departure from 1.00.
     """
     area = common_area(tile, ref)
     if area is None:
         return None, 0
     t_img, r_img, both = area
+    fwhm_t, fwhm_r = median_fwhm(patch_stars(tile)), median_fwhm(patch_stars(ref))
+    if not (np.isfinite(fwhm_t) and np.isfinite(fwhm_r)):
+        return None, 0
     positions = None
     if stars is not None:
         oy, ox = max(tile.y0, ref.y0), max(tile.x0, ref.x0)
         positions = (stars[0] - ox, stars[1] - oy)
-    ft, fr = star_fluxes(apply_gain(t_img, g), r_img, both, CHECK_APERTURE_PX, positions=positions)
+    ft, fr = star_fluxes(
+        apply_gain(t_img, g),
+        r_img,
+        both,
+        CHECK_FWHMS * fwhm_t,
+        positions=positions,
+        radius_ref=CHECK_FWHMS * fwhm_r,
+    )
     if ft.shape[0] == 0:
         return None, 0
     return flux_ratio(ft.sum(axis=1), fr.sum(axis=1)), int(ft.shape[0])

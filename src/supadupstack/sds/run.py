@@ -35,7 +35,7 @@ from supadupstack.sds.renorm import (
     star_check,
     tile_gain,
 )
-from supadupstack.stacking.photometry import reference_stars
+from supadupstack.stacking.star_photometry import patch_stars
 
 log = logging.getLogger("supadupstack.sds")
 
@@ -145,7 +145,8 @@ def renormalise(tiles: list[MegaTile], canvas: Canvas, cfg: Config) -> tuple[int
         [t.box for t in tiles], [t.coverage_sum for t in tiles], canvas, cfg.sds.reference
     )
     ref = load_patch(Path(tiles[ref_idx].path), canvas)
-    stars = reference_stars(ref)  # detected once, measured in every tile
+    ref_stars = patch_stars(ref)  # catalogued once, matched with every tile's
+    positions = (ref_stars["x"], ref_stars["y"])
     gains = []
     for t in tiles:
         patch = ref if t.index == tiles[ref_idx].index else load_patch(Path(t.path), canvas)
@@ -153,9 +154,9 @@ def renormalise(tiles: list[MegaTile], canvas: Canvas, cfg: Config) -> tuple[int
         g = (
             identity_gain(t.index, ref)
             if is_ref
-            else tile_gain(t.index, patch, ref, cfg.sds, stars)
+            else tile_gain(t.index, patch, ref, cfg.sds, ref_stars)
         )
-        g.star_ratio, g.n_stars = star_check(patch, ref, g, stars)
+        g.star_ratio, g.n_stars = star_check(patch, ref, g, positions)
         log.info(
             "tile %d: gain %s offset %s star check %s (%d stars)",
             t.index,

@@ -29,7 +29,7 @@ PIXEL_UM = 2.9
 ADU_PER_E = 15.1
 PEDESTAL_ADU = 468.0
 READ_NOISE_ADU = 18.0
-PSF_BETA = 0.0
+PSF_BETA = 3.0  # Moffat β of real seeing-limited stars (2.5-4); 0 renders Gaussians
 
 
 @dataclass

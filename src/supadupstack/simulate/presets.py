@@ -69,7 +69,9 @@ UNITS = [
 
 def _sessions_sds() -> list[Session]:
     # Modelled on the real M 94 sessions A1, A2 (same night, +4.4 h) and B (another night,
-    # moonlit: brighter sky with better transparency → the extra sky is additive). night2
+    # moonlit: brighter sky with better transparency → the extra sky is additive). Seeing
+    # differs 2× between the nights (FWHM 3.2 / 4.8 / 6.4 px: 7.6″ / 11.4″ / 15.2″), as on
+    # real Seestar nights, so that photometry which depends on seeing shows in the gains. night2
     # differs from night1 only by transparency: its sky above the camera pedestal is 0.85×
     # night1's, same colour and gradient, so its true gain is exactly 1/0.85.
     return [
@@ -84,6 +86,7 @@ def _sessions_sds() -> list[Session]:
             offset_px=(10, -25),
             rotation_span_deg=2.5,
             drift_px=(12, 15),
+            fwhm_px=3.2,
             unit=0,
         ),
         Session(
@@ -98,7 +101,7 @@ def _sessions_sds() -> list[Session]:
             rotation_span_deg=2.0,
             drift_px=(8, -6),
             step_px=(45, -20),
-            fwhm_px=3.5,
+            fwhm_px=4.8,
             unit=0,
         ),
         Session(
@@ -116,7 +119,7 @@ def _sessions_sds() -> list[Session]:
             tz_hours=2.0,
             additive_sky=True,
             gradient=(0.05, -0.03),
-            fwhm_px=3.8,
+            fwhm_px=6.4,
         ),
     ]
 
@@ -200,7 +203,11 @@ def _hot_pixels(seed: int, unit: int, w: int, h: int) -> list[tuple[int, int, fl
     return [(int(x), int(y), round(float(v), 1)) for x, y, v in zip(xs, ys, levels)]
 
 
-def _specs(sessions, n, width, height, seed, obj, flags_by_index) -> list[tuple[SubSpec, list]]:
+def _specs(
+    sessions, n, width, height, seed, obj, flags_by_index, beta
+) -> list[tuple[SubSpec, list]]:
+    """Every frame's spec: the session's pointing path, seeing (4 % frame-to-frame jitter in
+    FWHM) and transparency (±2 %), then the bad-frame flags."""
     out = []
     for si, ses in enumerate(sessions):
         rng = np.random.default_rng([seed, 101, si])
@@ -223,7 +230,8 @@ def _specs(sessions, n, width, height, seed, obj, flags_by_index) -> list[tuple[
                 dec=float(c.dec.deg),
                 up_deg=ses.up_deg + ses.rotation_span_deg * (frac - 0.5),
                 date_obs=date,
-                fwhm_px=round(ses.fwhm_px + float(rng.normal(0, 0.08)), 3),
+                fwhm_px=round(ses.fwhm_px * float(np.exp(rng.normal(0, 0.04))), 3),
+                psf_beta=beta,
                 transparency=round(ses.transparency * float(rng.uniform(0.98, 1.02)), 4),
                 sky_adu=ses.sky_signal(),
                 gradient=ses.gradient,
@@ -323,12 +331,16 @@ def simulate_dataset(
     n_frames: int | None = None,
     seed: int = 0,
     sidecars: bool = False,
+    psf_beta: float = camera.PSF_BETA,
 ) -> Path:
     """Write a simulated dataset and its truth under ``out_dir``; returns the manifest path.
 
     ``n_frames`` is per session (sds-nights) or per panel (mosaic-2x2); None → preset default
     (20, 10, 6). ``sidecars`` also writes the true WCS as ``<stem>.wcs`` beside each frame.
+    ``psf_beta``: Moffat β of the stars (0: Gaussian).
     """
+    if not (psf_beta == 0 or 1.5 <= psf_beta <= 20):
+        raise SupaDupError(f"psf beta must be 0 (Gaussian) or within 1.5-20, got {psf_beta:g}")
     out_dir = Path(out_dir)
     sessions, n, width, height, obj, flags, half, density, galaxy = _preset_setup(
         preset, n_frames, seed
@@ -337,7 +349,7 @@ def simulate_dataset(
         raise SupaDupError("the number of frames must be at least 1")
     rng_cat = np.random.default_rng([seed, 404])
     stars = make_catalogue(rng_cat, FIELD_RA, FIELD_DEC, half, density_per_deg2=density)
-    specs = _specs(sessions, n, width, height, seed, obj, flags)
+    specs = _specs(sessions, n, width, height, seed, obj, flags, psf_beta)
     truth = out_dir / "truth"
     (truth / "wcs").mkdir(parents=True, exist_ok=True)
     frames = []
@@ -368,7 +380,7 @@ def simulate_dataset(
             }
         )
     ref_wcs, shape = _reference_grid([s for s, _, _ in specs])
-    signal = render(ref_wcs, shape, stars, galaxy, 3.7, camera.PSF_BETA, 1.0, None)
+    signal = render(ref_wcs, shape, stars, galaxy, 3.7, psf_beta, 1.0, None)
     hdr = ref_wcs.to_header()
     hdr["BUNIT"] = ("adu", "ADU per pixel per sub-exposure, transparency 1")
     fits.PrimaryHDU(signal, header=hdr).writeto(truth / "signal.fits", overwrite=True)
@@ -384,7 +396,7 @@ def simulate_dataset(
             "pixel_arcsec": camera.PIXEL_ARCSEC,
             "bayer": "GRBG",
             "psf": "moffat",
-            "psf_beta": camera.PSF_BETA,
+            "psf_beta": psf_beta,
         },
         "field": {"ra": FIELD_RA, "dec": FIELD_DEC},
         "truth_fwhm_px": 3.7,

@@ -19,8 +19,6 @@ from pathlib import Path
 import numpy as np
 from astropy.wcs import WCS
 
-from supadupstack.astrometry.wcs_sources import gnomonic
-
 # Colour index (0=R, 1=G, 2=B) of each position of a 2x2 CFA cell, numpy row 0 first.
 CFA_INDEX = {
     "GRBG": np.array([[1, 0], [2, 1]]),
@@ -137,6 +135,19 @@ def tangent_to_sky(ra0: float, dec0: float, xi: np.ndarray, eta: np.ndarray):
     ra = a0 + np.arctan2(x, denom)
     dec = np.arctan2(math.sin(d0) + y * math.cos(d0), np.hypot(x, denom))
     return np.degrees(ra) % 360.0, np.degrees(dec)
+
+
+def gnomonic(ra, dec, ra0: float, dec0: float) -> tuple[np.ndarray, np.ndarray]:
+    """Tangent-plane offsets (xi east, eta north; degrees) of (ra, dec) around (ra0, dec0),
+    by astropy's TAN projection: the simulator stays an oracle independent of the pipeline's
+    own projection code."""
+    tan = WCS(naxis=2)
+    tan.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    tan.wcs.crval = [ra0, dec0]
+    tan.wcs.crpix = [1.0, 1.0]  # 0-based pixel (0, 0) = tangent point
+    tan.wcs.cdelt = [1.0, 1.0]  # one "pixel" per degree of intermediate coordinate
+    xi, eta = tan.wcs_world2pix(np.asarray(ra, np.float64), np.asarray(dec, np.float64), 0)
+    return xi, eta
 
 
 def moffat_alpha(fwhm_px: float, beta: float) -> float:

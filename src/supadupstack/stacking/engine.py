@@ -21,6 +21,7 @@ from supadupstack.canvas.resample import Patch
 from supadupstack.config import StackingConfig
 from supadupstack.stacking import kernels
 from supadupstack.stacking.normalize import fit_background, fit_linear_info, robust_noise
+from supadupstack.stacking.student_clip import limits
 
 Box = tuple[int, int, int, int]
 
@@ -170,6 +171,7 @@ def stack_patches(
     method = kernels.REJECTION_CODES[cfg.rejection]
     combine = kernels.COMBINE_CODES[cfg.combine]
     rows = _chunk_rows(n, w, nch, cfg.memory_budget_mb, h)
+    lim = limits(float(cfg.kappa_low), float(cfg.kappa_high), n)
     out = np.empty((h, w, nch), np.float32)
     cov = np.empty((h, w), np.float32)
     counts = np.zeros(2, np.int64)
@@ -187,8 +189,7 @@ def stack_patches(
             b,
             wn,
             method,
-            float(cfg.kappa_low),
-            float(cfg.kappa_high),
+            lim,
             int(cfg.max_iterations),
             combine,
             out[r0 : r0 + nr],

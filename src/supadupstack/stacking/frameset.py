@@ -1,8 +1,9 @@
 """Stack a set of frames onto one grid: the step SDS batches and classic groups share.
 
 load + calibrate + measure + resample onto the grid (frame by frame) → quality gates → choose
-the reference frame → photometric normalisation (grey scale from the stars shared with the
-reference, sky offset) → transparency gate → rejection and combination (``stack_patches``).
+the reference frame → photometric normalisation (grey scale from the catalogue fluxes of the
+stars shared with the reference, sky offset) → transparency gate → rejection and combination
+(``stack_patches``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 
 from supadupstack.canvas.canvas import Canvas
 from supadupstack.canvas.resample import Patch, resample_to_canvas
-from supadupstack.catalogue.stage import detection_settings, measure_quality
+from supadupstack.catalogue.stage import catalogue_of_image, detection_settings
 from supadupstack.config import Config
 from supadupstack.errors import FrameError
 from supadupstack.frames.calibrate import calibrate_frame
@@ -22,7 +23,8 @@ from supadupstack.frames.model import Frame
 from supadupstack.frames.quality import FrameQuality, gate_reasons
 from supadupstack.stacking.engine import stack_patches
 from supadupstack.stacking.normalize import fit_linear_info
-from supadupstack.stacking.photometry import common_area, photometric_fit, reference_stars
+from supadupstack.stacking.photometry import common_area, photometric_fit
+from supadupstack.stacking.star_photometry import stars_on_grid
 
 
 @dataclass
@@ -45,23 +47,28 @@ class FrameStack:
 def resample_and_gate(frames: list[Frame], grid: Canvas, cfg: Config, unit: str = "batch"):
     """Per frame, streamed: load, calibrate, resample onto ``grid``, then drop the calibrated
     image (only the patch is kept, so a batch never holds all its full frames); then the
-    quality gates over the set, from each frame's catalogue (measured here only for a frame
-    that came without one). Returns (patches, [(frame, quality)], rejected)."""
-    patches, used, rejected = [], [], {}
+    quality gates over the set, from each frame's catalogue (made here only for a frame that
+    came without one). Returns (patches, [(frame, quality)], rejected, star catalogues on the
+    grid)."""
+    patches, used, grid_stars, rejected = [], [], [], {}
     for f in frames:
         try:
             img = calibrate_frame(f, load_pixels(f), cfg.calibration)
         except FrameError as exc:
             rejected[str(f.path)] = str(exc)
             continue
-        q = f.quality if f.quality is not None else measure_quality(img, detection_settings(cfg))
+        cat = f.catalogue
+        if cat is None:
+            cat = catalogue_of_image(img, detection_settings(cfg))
+        q = f.quality if f.quality is not None else cat.quality()
         patch = resample_to_canvas(img, f.wcs, grid, cfg.resample.kernel, cfg.resample.grid_step_px)
         del img
         patches.append(patch)
         used.append((f, q))
+        grid_stars.append(stars_on_grid(cat.stars, f.wcs, grid.wcs))
     reasons = gate_reasons([q for _, q in used], cfg.quality) if used else []
-    kept_patches, kept = [], []
-    for patch, (f, q), why in zip(patches, used, reasons, strict=True):
+    kept_patches, kept, kept_stars = [], [], []
+    for patch, (f, q), stars, why in zip(patches, used, grid_stars, reasons, strict=True):
         if why is not None:
             rejected[str(f.path)] = why
         elif patch is None:
@@ -69,7 +76,8 @@ def resample_and_gate(frames: list[Frame], grid: Canvas, cfg: Config, unit: str 
         else:
             kept_patches.append(patch)
             kept.append((f, q))
-    return kept_patches, kept, rejected
+            kept_stars.append(stars)
+    return kept_patches, kept, rejected, kept_stars
 
 
 def choose_reference(qualities: list[FrameQuality]) -> int:
@@ -83,23 +91,23 @@ def choose_reference(qualities: list[FrameQuality]) -> int:
 
 
 def frame_coefficients(
-    patches: list[Patch], ref: int
+    patches: list[Patch], ref: int, stars: list[np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray, list[float | None]]:
     """Per-frame (scale, offset) (N, C) onto the reference, and transparencies (1/scale).
 
-    Scale from the stars each frame shares with the reference (detected once on the
-    reference; grey) + sky offset; a pixel regression when stars are too few (transparency
-    then unknown: None); identity when the frames share too little.
+    Scale from the catalogue fluxes of the stars each frame shares with the reference
+    (``stars``: each frame's catalogue on the grid; grey, seeing-invariant) + sky offset; a
+    pixel regression when stars are too few (transparency then unknown: None); identity when
+    the frames share too little.
     """
     n, nch = len(patches), patches[ref].data.shape[-1]
     a, b = np.ones((n, nch)), np.zeros((n, nch))
     transparency: list[float | None] = [None] * n
     transparency[ref] = 1.0
-    stars = reference_stars(patches[ref])
     for i, p in enumerate(patches):
         if i == ref:
             continue
-        fit = photometric_fit(p, patches[ref], stars=stars)
+        fit = photometric_fit(p, patches[ref], stars[i], stars[ref])
         if fit is not None:
             a[i], b[i] = fit.scale, fit.offset
             transparency[i] = 1.0 / fit.scale if fit.scale > 0 else None
@@ -118,11 +126,11 @@ def stack_frames(frames: list[Frame], grid: Canvas, cfg: Config, unit: str = "ba
     ``quality.min_transparency`` of the reference are rejected ("clouds?"). ``unit`` names the
     set in rejection reasons ("batch", "tile").
     """
-    patches, used, rejected = resample_and_gate(frames, grid, cfg, unit)
+    patches, used, rejected, stars = resample_and_gate(frames, grid, cfg, unit)
     if not patches:
         return FrameStack(None, rejected=rejected)
     ref = choose_reference([q for _, q in used])
-    a, b, transparency = frame_coefficients(patches, ref)
+    a, b, transparency = frame_coefficients(patches, ref, stars)
     min_t = cfg.quality.min_transparency
     keep = [i for i, t in enumerate(transparency) if t is None or t >= min_t]
     for i in sorted(set(range(len(patches))) - set(keep)):

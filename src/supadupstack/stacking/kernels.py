@@ -10,9 +10,8 @@ driver (normalise → reject → combine in one pass, no intermediate arrays). R
   changes by < 0.5 %; then reject once outside [m − κ_low σ, m + κ_high σ].
   Winsorising at κσ itself (κ = 3) would let one outlier inflate σ without bound for N ≤ 9,
   and re-clipping the already clipped set would shrink σ and reject good samples.
-- kappa sigma: m = median, σ = std of the kept samples, reject outside m ± κσ, repeat.
-- linear fit clip: fit a line to the sorted kept values against rank, σ = mean absolute
-  residual, reject samples outside line ± κσ, repeat.
+- kappa sigma and linear fit clip: calibrated for small N, each sample judged against the
+  others with Student-t thresholds (``stacking.student_clip``).
 
 Fewer than 3 samples are never clipped. NaN samples are missing (never accepted).
 """
@@ -25,6 +24,7 @@ import numpy as np
 from numba import njit, prange
 
 from supadupstack.order_stats import select_kth
+from supadupstack.stacking.student_clip import kappa_clip, linear_clip
 
 # fast-math without nnan/ninf: NaN marks missing samples, so NaN checks must survive
 FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -34,38 +34,6 @@ MEAN, MEDIAN = 0, 1
 REJECTION_CODES = {"winsorized_sigma": WINSORIZED, "kappa_sigma": KAPPA, "linear_fit_clip": LINEAR}
 REJECTION_CODES["none"] = NONE
 COMBINE_CODES = {"mean": MEAN, "median": MEDIAN}
-
-
-@njit(cache=True, inline="always", fastmath=FAST)
-def _sort(a, n):
-    """Insertion sort of a[:n] in place (n is small: the number of frames)."""
-    for i in range(1, n):
-        v = a[i]
-        j = i - 1
-        while j >= 0 and a[j] > v:
-            a[j + 1] = a[j]
-            j -= 1
-        a[j + 1] = v
-
-
-@njit(cache=True, inline="always", fastmath=FAST)
-def _median_sorted(a, n):
-    h = n // 2
-    if n % 2 == 1:
-        return a[h]
-    return 0.5 * (a[h - 1] + a[h])
-
-
-@njit(cache=True, fastmath=FAST)
-def _kept_sorted(vals, keep, n, buf):
-    """Copy kept vals into buf, sort; returns the count."""
-    k = 0
-    for i in range(n):
-        if keep[i]:
-            buf[k] = vals[i]
-            k += 1
-    _sort(buf, k)
-    return k
 
 
 @njit(cache=True, fastmath=FAST)
@@ -143,94 +111,24 @@ def _winsorized(vals, keep, n, kl, kh, max_iter, buf):
 
 
 @njit(cache=True, fastmath=FAST)
-def _kappa(vals, keep, n, kl, kh, max_iter, buf):
-    """Iterative kappa-sigma clipping around the median with the standard deviation."""
-    for _ in range(max_iter):
-        k = _kept_sorted(vals, keep, n, buf)
-        if k < 3:
-            return
-        m = _median_sorted(buf, k)
-        acc = 0.0
-        for i in range(k):
-            acc += buf[i]
-        mean = acc / k
-        acc2 = 0.0
-        for i in range(k):
-            acc2 += (buf[i] - mean) ** 2
-        s = math.sqrt(acc2 / (k - 1))
-        if s <= 0.0:
-            return
-        changed = False
-        for i in range(n):
-            if keep[i] and (vals[i] < m - kl * s or vals[i] > m + kh * s):
-                keep[i] = False
-                changed = True
-        if not changed:
-            return
+def reject_samples(vals, keep, n, method, lim, max_iter, buf, scores):
+    """Dispatch one pixel's rejection; keep[:n] must be True on entry.
 
-
-@njit(cache=True, fastmath=FAST)
-def _linear(vals, keep, n, kl, kh, max_iter, buf):
-    """Linear-fit clipping: line through sorted kept values vs rank, sigma = mean |residual|."""
-    for _ in range(max_iter):
-        k = _kept_sorted(vals, keep, n, buf)
-        if k < 3:
-            return
-        sx = 0.0
-        sy = 0.0
-        sxx = 0.0
-        sxy = 0.0
-        for i in range(k):
-            sx += i
-            sy += buf[i]
-            sxx += i * i
-            sxy += i * buf[i]
-        den = k * sxx - sx * sx
-        b = (k * sxy - sx * sy) / den
-        a = (sy - b * sx) / k
-        s = 0.0
-        for i in range(k):
-            s += abs(buf[i] - (a + b * i))
-        s /= k
-        if s <= 0.0:
-            return
-        # rank of each kept sample = its position in the sorted list
-        changed = False
-        for i in range(n):
-            if not keep[i]:
-                continue
-            v = vals[i]
-            lo_r = 0
-            hi_r = k
-            while lo_r < hi_r:  # first position with buf >= v
-                mid = (lo_r + hi_r) // 2
-                if buf[mid] < v:
-                    lo_r = mid + 1
-                else:
-                    hi_r = mid
-            fit = a + b * lo_r
-            if v < fit - kl * s or v > fit + kh * s:
-                keep[i] = False
-                changed = True
-        if not changed:
-            return
-
-
-@njit(cache=True, fastmath=FAST)
-def reject_samples(vals, keep, n, method, kl, kh, max_iter, buf):
-    """Dispatch one pixel's rejection; keep[:n] must be True on entry."""
+    ``lim``: the (2, N + 1) table of ``student_clip.limits``; ``scores``: a per-thread
+    (N + 1) buffer for the normal scores of linear-fit clipping (scores[0] = 0 when new).
+    """
     if n < 3 or method == NONE:
         return
     if method == WINSORIZED:
-        _winsorized(vals, keep, n, kl, kh, max_iter, buf)
+        _winsorized(vals, keep, n, lim[0, 0], lim[1, 0], max_iter, buf)
     elif method == KAPPA:
-        _kappa(vals, keep, n, kl, kh, max_iter, buf)
+        kappa_clip(vals, keep, n, lim, max_iter, buf)
     else:
-        _linear(vals, keep, n, kl, kh, max_iter, buf)
+        linear_clip(vals, keep, n, lim, max_iter, buf, scores)
 
 
 @njit(cache=True, parallel=True, fastmath=FAST)
-def reject_columns(stack, method, kl, kh, max_iter):
+def reject_columns(stack, method, lim, max_iter):
     """Accepted mask (N, P) of an (N, P) float32 stack, one pixel/channel per column."""
     nsamp, ncol = stack.shape
     accepted = np.zeros((nsamp, ncol), dtype=np.bool_)
@@ -240,6 +138,7 @@ def reject_columns(stack, method, kl, kh, max_iter):
         keep = np.empty(nsamp, dtype=np.bool_)
         idx = np.empty(nsamp, dtype=np.int64)
         buf = np.empty(nsamp, dtype=np.float64)
+        scores = np.zeros(nsamp + 1)
         for p in range(blk * 4096, min(ncol, (blk + 1) * 4096)):
             n = 0
             for i in range(nsamp):
@@ -249,7 +148,7 @@ def reject_columns(stack, method, kl, kh, max_iter):
                     idx[n] = i
                     keep[n] = True
                     n += 1
-            reject_samples(vals, keep, n, method, kl, kh, max_iter, buf)
+            reject_samples(vals, keep, n, method, lim, max_iter, buf, scores)
             for j in range(n):
                 accepted[idx[j], p] = keep[j]
     return accepted
@@ -392,11 +291,11 @@ def winsorized_block(vals, cnt, npix, pairs, max_iter, srt, dev, m, s, s1, s2):
 
 
 @njit(cache=True, fastmath=FAST)
-def _combine_pixel(vals, wts, wr, n, method, kl, kh, max_iter, combine, keep, buf):
+def _combine_pixel(vals, wts, wr, n, method, lim, max_iter, combine, keep, buf, scores):
     """Reject and combine one pixel/channel's samples; returns (value, Σ wr kept, kept)."""
     for j in range(n):
         keep[j] = True
-    reject_samples(vals, keep, n, method, kl, kh, max_iter, buf)
+    reject_samples(vals, keep, n, method, lim, max_iter, buf, scores)
     k = 0
     sw = 0.0
     swv = 0.0
@@ -461,16 +360,15 @@ def _gather(planes, weights, oy, ox, a, b, wn, r, x0, x1, vals, wts, wr, cnt):
 
 
 @njit(cache=True, parallel=True, fastmath=FAST)
-def stack_rows(
-    planes, weights, oy, ox, a, b, wn, method, kl, kh, max_iter, combine, out, cov, nrej
-):
+def stack_rows(planes, weights, oy, ox, a, b, wn, method, lim, max_iter, combine, out, cov, nrej):
     """Fused chunk kernel: normalise, reject and combine every pixel of a row chunk.
 
     ``planes`` / ``weights``: typed lists of the N samples' rows, (h_i, w_i, C) float32
     (NaN = missing) and (h_i, w_i) float32 resampling weights (0 = missing); element [0, 0]
     of sample i is output pixel (oy[i], ox[i]) (offsets may be negative or out of range: only
     the overlap is read). a, b, wn (N, C): scale, offset and noise weight of each sample.
-    Writes out (R, W, C) (NaN where nothing is accepted), cov (R, W) = sum of accepted
+    ``lim``: rejection thresholds (``student_clip.limits``). Writes out (R, W, C) (NaN
+    where nothing is accepted), cov (R, W) = sum of accepted
     resampling weights averaged over channels, nrej (R, 2) rejected and total sample counts.
 
     Samples are read straight from the inputs (no stacked copy): each thread gathers one row
@@ -508,6 +406,8 @@ def stack_rows(
         cr = np.empty(nsamp)
         keep = np.empty(nsamp, dtype=np.bool_)
         buf = np.empty(nsamp)
+        scores = np.zeros(nsamp + 1)
+        kl, kh = lim[0, 0], lim[1, 0]
         for r in range(task * nrow // ntask, (task + 1) * nrow // ntask):
             rejected = 0
             total = 0
@@ -559,7 +459,7 @@ def stack_rows(
                                 cr[n] = wr[j, p]
                                 n += 1
                         val, cwt, k = _combine_pixel(
-                            col, cw, cr, n, method, kl, kh, max_iter, combine, keep, buf
+                            col, cw, cr, n, method, lim, max_iter, combine, keep, buf, scores
                         )
                         out[r, x, c] = val
                         cv += cwt

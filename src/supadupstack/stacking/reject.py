@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from supadupstack.stacking import kernels
+from supadupstack.stacking.student_clip import limits
 
 
 def _as_stack(stack: np.ndarray) -> np.ndarray:
@@ -36,7 +37,8 @@ def reject(
     arr = _as_stack(stack)
     flat = np.ascontiguousarray(arr.reshape(arr.shape[0], -1))
     code = kernels.REJECTION_CODES[method]
-    acc = kernels.reject_columns(flat, code, float(kappa_low), float(kappa_high), int(max_iter))
+    lim = limits(float(kappa_low), float(kappa_high), arr.shape[0])
+    acc = kernels.reject_columns(flat, code, lim, int(max_iter))
     return acc.reshape(arr.shape)
 
 
@@ -50,14 +52,14 @@ def winsorized_sigma(
 def kappa_sigma(
     stack: np.ndarray, kappa_low: float = 3.0, kappa_high: float = 3.0, max_iter: int = 10
 ) -> np.ndarray:
-    """Iterative kappa-sigma clipping around the median (σ = standard deviation)."""
+    """Kappa-sigma clipping by deleted residuals with Student-t limits (any N ≥ 3)."""
     return reject(stack, "kappa_sigma", kappa_low, kappa_high, max_iter)
 
 
 def linear_fit_clip(
     stack: np.ndarray, kappa_low: float = 3.0, kappa_high: float = 3.0, max_iter: int = 10
 ) -> np.ndarray:
-    """Linear-fit clipping (line through sorted values vs rank, σ = mean |residual|)."""
+    """Linear-fit clipping: sorted values against normal scores, extremes tested (N ≥ 3)."""
     return reject(stack, "linear_fit_clip", kappa_low, kappa_high, max_iter)
 
 

@@ -1,0 +1,113 @@
+"""Star fluxes that do not depend on seeing: the catalogue's Moffat-fit totals, matched.
+
+A fixed aperture misses a seeing-dependent part of a star's light (8 px keeps 97 % of a
+β = 3 star of FWHM 3.7 px but 90 % at 5.5 px, so a tile in worse seeing read 8 % too faint),
+and apertures scaled to each image's FWHM need annuli so wide that neighbours bias the sky.
+The star catalogue (``catalogue.detect``) fits each star with a Moffat profile and reports its
+integral to infinity with its own local sky: the same star at FWHM 3.7 and 7.4 px and
+β 2.5–4 gives the same flux to 0.3 % (measured on rendered fields of 150 stars).
+
+Stars of two images are compared on the canvas grid: a frame's catalogue (frame pixels) is
+mapped through its WCS, with each flux times the local pixel-area ratio (a frame resampled
+onto finer canvas pixels sums to more ADU); a patch (a frame or a stacked tile already on the
+grid) is catalogued on its luminance. Units: canvas pixels, ADU of the luminance (the mean of
+the channels).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from astropy.wcs import WCS
+from scipy.spatial import cKDTree
+
+from supadupstack.canvas.resample import Patch
+from supadupstack.catalogue.detect import BLENDED, EDGE, FIT_FAILED, SATURATED, detect_stars
+from supadupstack.frames.quality import luminance
+
+MATCH_RADIUS_PX = 1.5  # registration puts common stars within ~0.3 px of each other
+MIN_PAIR_SNR = 30.0  # on the two images together (selecting on one biases its fluxes high)
+BAD_FLAGS = EDGE | SATURATED | FIT_FAILED | BLENDED
+FLUX_FLOOR = 0.02  # systematic error of one star's catalogue flux (fraction)
+
+
+def patch_stars(patch: Patch) -> np.ndarray:
+    """Star catalogue of a patch's luminance in canvas pixels (STAR_DTYPE, brightest first)."""
+    data = np.asarray(patch.data)
+    lum = np.where(np.asarray(patch.weight) > 0, luminance(data), np.nan).astype(np.float32)
+    stars = detect_stars(lum)
+    stars["x"] += patch.x0
+    stars["y"] += patch.y0
+    return stars
+
+
+def stars_on_grid(stars: np.ndarray, frame_wcs: WCS, grid_wcs: WCS) -> np.ndarray:
+    """A frame's catalogue moved onto the canvas: positions through both WCSs, fluxes times
+    the canvas pixels per frame pixel at each star (|det| of the local Jacobian)."""
+    out = stars.copy()
+    if len(stars) == 0:
+        return out
+    x, y = np.asarray(stars["x"], np.float64), np.asarray(stars["y"], np.float64)
+    px = np.concatenate([x, x + 1.0, x])
+    py = np.concatenate([y, y, y + 1.0])
+    ra, dec = frame_wcs.all_pix2world(px, py, 0)
+    cx, cy = grid_wcs.all_world2pix(ra, dec, 0)
+    n = len(stars)
+    jxx, jyx = cx[n : 2 * n] - cx[:n], cy[n : 2 * n] - cy[:n]
+    jxy, jyy = cx[2 * n :] - cx[:n], cy[2 * n :] - cy[:n]
+    out["x"], out["y"] = cx[:n], cy[:n]
+    out["flux"] = stars["flux"] * np.abs(jxx * jyy - jxy * jyx)
+    return out
+
+
+def matched_stars(
+    a: np.ndarray, b: np.ndarray, radius: float = MATCH_RADIUS_PX
+) -> tuple[np.ndarray, np.ndarray]:
+    """The stars two canvas catalogues share, (from a, from b) in pairs: mutual nearest
+    neighbours within ``radius`` px, cleanly fitted in both, SNR ≥ 30 on both together."""
+    good_a = a[((a["flags"] & BAD_FLAGS) == 0) & np.isfinite(a["flux"]) & (a["flux"] > 0)]
+    good_b = b[((b["flags"] & BAD_FLAGS) == 0) & np.isfinite(b["flux"]) & (b["flux"] > 0)]
+    if len(good_a) == 0 or len(good_b) == 0:
+        return good_a[:0], good_b[:0]
+    xy_a = np.column_stack([good_a["x"], good_a["y"]])
+    xy_b = np.column_stack([good_b["x"], good_b["y"]])
+    d_ab, j = cKDTree(xy_b).query(xy_a, distance_upper_bound=radius)
+    _, i_back = cKDTree(xy_a).query(xy_b, distance_upper_bound=radius)
+    hit = np.flatnonzero(np.isfinite(d_ab))
+    hit = hit[i_back[j[hit]] == hit]  # mutual: no star takes another's partner
+    sa, sb = good_a[hit], good_b[j[hit]]
+    snr = np.hypot(sa["snr"].astype(np.float64), sb["snr"].astype(np.float64))
+    keep = snr >= MIN_PAIR_SNR
+    return sa[keep], sb[keep]
+
+
+def matched_fluxes(
+    a: np.ndarray, b: np.ndarray, radius: float = MATCH_RADIUS_PX
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fluxes (fa, fb) of the stars two canvas catalogues share (``matched_stars``)."""
+    sa, sb = matched_stars(a, b, radius)
+    return sa["flux"].astype(np.float64), sb["flux"].astype(np.float64)
+
+
+def catalogue_ratio(sa: np.ndarray, sb: np.ndarray) -> float:
+    """Flux ratio a / b of paired stars: weighted mean of their log ratios after a 3σ clip.
+
+    Weights 1 / (σ² + FLUX_FLOOR²), σ² = 1/SNR_a² + 1/SNR_b²: a plain Σ-ratio lets the
+    brightest stars decide, and those carry the model error of a Moffat fit to a debayered
+    profile (their fluxes read 0.3-1.4 % apart between 1× and 2× seeing), while the floor
+    makes every star above SNR ~50 count alike. Measured on rendered 1×/1.5×/2× seeing
+    frames: 0.02-0.7 % from the truth, against 0.5-1.8 % for the Σ-ratio.
+    """
+    lr = np.log(sa["flux"].astype(np.float64) / sb["flux"].astype(np.float64))
+    var = 1.0 / sa["snr"].astype(np.float64) ** 2 + 1.0 / sb["snr"].astype(np.float64) ** 2
+    med = np.median(lr)
+    s = 1.4826 * np.median(np.abs(lr - med))
+    keep = np.abs(lr - med) <= 3.0 * max(s, 1e-3)
+    w = 1.0 / (var[keep] + FLUX_FLOOR**2)
+    return float(np.exp(np.sum(w * lr[keep]) / np.sum(w)))
+
+
+def in_area(stars: np.ndarray, y0: int, x0: int, h: int, w: int, margin: float = 0.0):
+    """The stars inside the canvas box (y0, x0, h, w) shrunk by ``margin`` px."""
+    x, y = stars["x"], stars["y"]
+    inside = (x >= x0 + margin) & (x < x0 + w - margin) & (y >= y0 + margin)
+    return stars[inside & (y < y0 + h - margin)]
