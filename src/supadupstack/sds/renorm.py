@@ -42,7 +42,6 @@ from supadupstack.stacking.photometry import (
 from supadupstack.stacking.star_photometry import patch_stars
 
 log = logging.getLogger(__name__)
-Stars = tuple[np.ndarray, np.ndarray]
 CHECK_FWHMS = 3.0  # aperture radius of the star check, in FWHM of each image
 
 
@@ -85,12 +84,17 @@ def identity_gain(index: int, ref: Patch) -> TileGain:
 
 
 def tile_gain(
-    index: int, tile: Patch, ref: Patch, cfg: SdsConfig, ref_stars: np.ndarray | None = None
+    index: int,
+    tile: Patch,
+    ref: Patch,
+    cfg: SdsConfig,
+    ref_stars: np.ndarray | None = None,
+    tile_stars: np.ndarray | None = None,
 ) -> TileGain:
     """Gain (and offset for ``linear``) of ``tile`` relative to ``ref``, clamped to the range.
 
-    ``ref_stars``: the reference's star catalogue on the canvas (``patch_stars``), made once
-    for all tiles.
+    ``ref_stars`` / ``tile_stars``: the star catalogues of both on the canvas
+    (``patch_stars``; the reference's made once for all tiles), made here when not given.
     """
     area = common_area(tile, ref)
     if area is not None:
@@ -106,7 +110,7 @@ def tile_gain(
     grey = lum_r / lum_t if np.isfinite(lum_t) and lum_t > 0 and np.isfinite(lum_r) else 1.0
     gain = [grey] * nch  # DESIGN §4.3: one gain per tile, applied to the whole tile
     if cfg.renorm == "linear":
-        slope, how = _linear_slope(tile, ref, area, ref_stars)
+        slope, how = _linear_slope(tile, ref, area, ref_stars, tile_stars)
         if slope is None:
             notes.append("linear rule: too few common stars and no pixel fit; used median_gain")
         else:
@@ -126,9 +130,11 @@ def tile_gain(
     return TileGain(index, gain, offset, med_t, med_r, common, clamped, notes=notes)
 
 
-def _linear_slope(tile: Patch, ref: Patch, area, ref_stars) -> tuple[list[float] | None, str]:
+def _linear_slope(
+    tile: Patch, ref: Patch, area, ref_stars, tile_stars
+) -> tuple[list[float] | None, str]:
     """Grey slope from common stars, else per-channel pixel regression, else None."""
-    fit = photometric_fit(tile, ref, ref_stars=ref_stars)
+    fit = photometric_fit(tile, ref, tile_stars, ref_stars)
     nch = tile.data.shape[-1]
     if fit is not None:
         return [fit.scale] * nch, f"{fit.n_stars} common stars"
@@ -146,26 +152,32 @@ def apply_gain(data: np.ndarray, g: TileGain) -> np.ndarray:
 
 
 def star_check(
-    tile: Patch, ref: Patch, g: TileGain, stars: Stars | None = None
+    tile: Patch,
+    ref: Patch,
+    g: TileGain,
+    tile_stars: np.ndarray | None = None,
+    ref_stars: np.ndarray | None = None,
 ) -> tuple[float | None, int]:
     """Luminance flux ratio (renormalised tile / reference) of common stars, and their count.
 
     An estimator independent of the fit: clipped Σ-ratio of aperture sums, each image's
     aperture CHECK_FWHMS × its own median FWHM (so both enclose the same fraction of a
     star's light whatever the seeing), annulus 1.5-2.5 apertures. A PSF-shape or background
-    mismatch between the tiles shows up as a departure from 1.00.
+    mismatch between the tiles shows up as a departure from 1.00. ``tile_stars`` /
+    ``ref_stars``: the two canvas catalogues (made from the patches when not given); the
+    stars are measured at the reference's positions.
     """
     area = common_area(tile, ref)
     if area is None:
         return None, 0
     t_img, r_img, both = area
-    fwhm_t, fwhm_r = median_fwhm(patch_stars(tile)), median_fwhm(patch_stars(ref))
+    tile_stars = patch_stars(tile) if tile_stars is None else tile_stars
+    ref_stars = patch_stars(ref) if ref_stars is None else ref_stars
+    fwhm_t, fwhm_r = median_fwhm(tile_stars), median_fwhm(ref_stars)
     if not (np.isfinite(fwhm_t) and np.isfinite(fwhm_r)):
         return None, 0
-    positions = None
-    if stars is not None:
-        oy, ox = max(tile.y0, ref.y0), max(tile.x0, ref.x0)
-        positions = (stars[0] - ox, stars[1] - oy)
+    oy, ox = max(tile.y0, ref.y0), max(tile.x0, ref.x0)
+    positions = (ref_stars["x"] - ox, ref_stars["y"] - oy)
     ft, fr = star_fluxes(
         apply_gain(t_img, g),
         r_img,

@@ -146,17 +146,17 @@ def renormalise(tiles: list[MegaTile], canvas: Canvas, cfg: Config) -> tuple[int
     )
     ref = load_patch(Path(tiles[ref_idx].path), canvas)
     ref_stars = patch_stars(ref)  # catalogued once, matched with every tile's
-    positions = (ref_stars["x"], ref_stars["y"])
     gains = []
     for t in tiles:
         patch = ref if t.index == tiles[ref_idx].index else load_patch(Path(t.path), canvas)
         is_ref = patch is ref
+        tile_stars = ref_stars if is_ref else patch_stars(patch)
         g = (
             identity_gain(t.index, ref)
             if is_ref
-            else tile_gain(t.index, patch, ref, cfg.sds, ref_stars)
+            else tile_gain(t.index, patch, ref, cfg.sds, ref_stars, tile_stars)
         )
-        g.star_ratio, g.n_stars = star_check(patch, ref, g, positions)
+        g.star_ratio, g.n_stars = star_check(patch, ref, g, tile_stars, ref_stars)
         log.info(
             "tile %d: gain %s offset %s star check %s (%d stars)",
             t.index,
