@@ -16,12 +16,12 @@ from supadupstack import cli
 from supadupstack.canvas.canvas import canvas_from_frames
 from supadupstack.classic.assembly import feather_weight
 from supadupstack.classic.groups import group_frames
-from supadupstack.classic.harmonize import PairFit, residuals, solve
 from supadupstack.classic.master_tile import local_canvas
 from supadupstack.classic.overlap import overlap_ratio
 from supadupstack.config import CanvasConfig, ClassicConfig
 from supadupstack.frames.model import Frame
 from supadupstack.simulate import camera, simulate_dataset
+from supadupstack.stacking.gain_solver import PairFit, residuals, solve
 
 W, H = 1080, 1920
 S = camera.PIXEL_ARCSEC / 3600.0
@@ -133,7 +133,7 @@ def test_global_solution_recovers_gains_and_offsets() -> None:
     g = [1.0, 1.12, 0.93, 1.05]
     sky = [1000.0, 800.0, 1200.0, 900.0]
     pairs = [_pair(0, 1, g, sky), _pair(1, 2, g, sky), _pair(0, 2, g, sky), _pair(2, 3, g, sky)]
-    harmony = solve([0, 1, 2, 3], pairs, 0, [1, 1, 1, 1], 3, ClassicConfig())
+    harmony = solve([0, 1, 2, 3], pairs, 0, [1, 1, 1, 1], 3, (0.5, 2.0))
     for k, h in enumerate(harmony):
         assert h.gain[1] == pytest.approx(g[k], rel=1e-9)
         assert h.gain[1] * sky[k] + h.offset[1] == pytest.approx(sky[0], abs=1e-6)
@@ -147,7 +147,7 @@ def test_inconsistent_pairs_are_averaged_and_residuals_reported() -> None:
     sky = [1000.0, 1000.0, 1000.0]
     pairs = [_pair(0, 1, g, sky), _pair(1, 2, g, sky), _pair(0, 2, g, sky)]
     pairs[2].scale = [1.2 * 1.03] * 3  # one pair 3 % off: the loop does not close
-    harmony = solve([0, 1, 2], pairs, 0, [1, 1, 1], 3, ClassicConfig())
+    harmony = solve([0, 1, 2], pairs, 0, [1, 1, 1], 3, (0.5, 2.0))
     assert 1.2 < harmony[2].gain[0] < 1.2 * 1.03
     assert residuals(pairs, harmony)["gain_rms"] > 0.005
 
@@ -155,7 +155,7 @@ def test_inconsistent_pairs_are_averaged_and_residuals_reported() -> None:
 def test_gains_are_clamped_and_disconnected_tiles_noted() -> None:
     g = [1.0, 1.6, 1.0]
     sky = [1000.0, 900.0, 800.0]
-    harmony = solve([0, 1, 2], [_pair(0, 1, g, sky)], 0, [5, 1, 1], 3, ClassicConfig(gain_max=1.5))
+    harmony = solve([0, 1, 2], [_pair(0, 1, g, sky)], 0, [5, 1, 1], 3, (0.5, 1.5))
     assert harmony[1].gain == [1.5] * 3 and harmony[1].clamped
     assert harmony[1].gain[0] * sky[1] + harmony[1].offset[0] == pytest.approx(sky[0])
     assert harmony[2].gain == [1.0] * 3 and "not connected" in harmony[2].notes[0]
@@ -169,7 +169,7 @@ def test_a_tile_linked_only_without_a_gain_fit_takes_its_sky_from_the_chain() ->
     sky = [1000.0, 1100.0, 1300.0]
     pairs = [_pair(0, 1, g, sky), _pair(1, 2, g, sky, weight=0.0)]
     pairs[1].how = "no fit: gain 1"
-    harmony = solve([0, 1, 2], pairs, 0, [1, 1, 1], 3, ClassicConfig())
+    harmony = solve([0, 1, 2], pairs, 0, [1, 1, 1], 3, (0.5, 2.0))
     for k in (1, 2):
         level = harmony[k].gain[0] * sky[k] + harmony[k].offset[0]
         assert level == pytest.approx(sky[0], abs=0.01), k

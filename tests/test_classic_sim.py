@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 
 from supadupstack import pipeline
-from supadupstack.classic.harmonize import PairFit, solve
 from supadupstack.classic.master_tile import usable_tile
-from supadupstack.config import ClassicConfig, Config, apply_overrides
+from supadupstack.config import Config, apply_overrides
 from supadupstack.simulate import camera, simulate_dataset
 from supadupstack.simulate import metrics as M
 from supadupstack.simulate.sky import StarCatalogue
+from supadupstack.stacking.gain_solver import PairFit, solve
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +183,7 @@ def true_harmonisation(report: dict, manifest: dict) -> dict:
             skies.setdefault(k, []).append((m, p["common_pixels"]))
     idx = sorted(tiles)
     anchor = idx.index(next(k for k in idx if tiles[k]["anchor"]))
-    truth = solve(idx, pairs, anchor, [1.0] * len(idx), 3, ClassicConfig())
+    truth = solve(idx, pairs, anchor, [1.0] * len(idx), 3, (0.5, 2.0))
     out = {}
     for h in truth:
         t = tiles[h.index]

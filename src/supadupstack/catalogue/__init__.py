@@ -9,6 +9,7 @@ from supadupstack.catalogue.detect import (
     DetectionSettings,
     background_noise,
     detect_stars,
+    median_beta,
     median_fwhm,
 )
 
@@ -21,5 +22,6 @@ __all__ = [
     "DetectionSettings",
     "background_noise",
     "detect_stars",
+    "median_beta",
     "median_fwhm",
 ]

@@ -52,6 +52,7 @@ STAR_DTYPE = np.dtype(
         ("ellipticity", "f4"),  # 1 - b/a from weighted second moments
         ("snr", "f4"),  # flux / background noise of a PSF fit
         ("flags", "u2"),  # 1 edge/NaN, 2 saturated, 4 fit failed, 8 blended
+        ("beta", "f4"),  # Moffat beta of the flux model: the frame's, or the star's own fit
     ]
 )
 EDGE, SATURATED, FIT_FAILED, BLENDED = (
@@ -184,8 +185,9 @@ def _frame_p(signif: np.ndarray, flags: np.ndarray, par: np.ndarray) -> float | 
     return p_frame
 
 
-def _common_beta(img, cand, vals, flags, par, sat) -> None:
-    """Replace flux and SNR by their frame-beta values for stars whose beta agrees.
+def _common_beta(img, cand, vals, flags, par, sat) -> np.ndarray:
+    """Replace flux and SNR by their frame-beta values for stars whose beta agrees; returns
+    each star's beta (the frame's where it was used, its own fit's otherwise, NaN if none).
 
     A star detected at >= BETA_TRUST_SIGNIF whose own p is inconsistent with the frame's has
     a different profile (a galaxy, a blend, another PSF) and keeps its free-beta values.
@@ -193,9 +195,11 @@ def _common_beta(img, cand, vals, flags, par, sat) -> None:
     pinned at a bound, where its standard error means little).
     """
     fy, fx, exc, b0, noise, ny, nx, signif = cand
+    with np.errstate(divide="ignore", invalid="ignore"):
+        beta = 1.0 / par[:, 4]
     p = _frame_p(signif, flags, par)
     if p is None:
-        return
+        return beta
     fitted = np.isfinite(par[:, 4])
     use = fitted & ((signif < BETA_TRUST_SIGNIF) | _agrees(par[:, 4], par[:, NPAR_P_ERR], p))
     flux, snr = _measure.common_beta_flux(
@@ -204,6 +208,8 @@ def _common_beta(img, cand, vals, flags, par, sat) -> None:
     use &= np.isfinite(flux) & (flux > 0)  # a singular linear fit keeps the free values
     vals[use, 2] = flux[use]
     vals[use, 6] = snr[use]
+    beta[use] = 1.0 / p if p > 0 else np.inf  # p = 0: a Gaussian profile
+    return beta
 
 
 def _empty() -> np.ndarray:
@@ -226,8 +232,8 @@ def detect_stars(lum: np.ndarray, settings: DetectionSettings = DetectionSetting
     fy, fx, exc, b0, noise, ny, nx, _ = cand
     sat = float(settings.saturation_adu)
     vals, flags, keep, par = _measure.measure(img, fy, fx, exc, b0, noise, sat, ny, nx)
-    _common_beta(img, cand, vals, flags, par, sat)
-    vals, flags = vals[keep], flags[keep]
+    beta = _common_beta(img, cand, vals, flags, par, sat)
+    vals, flags, beta = vals[keep], flags[keep], beta[keep]
     order = np.lexsort((vals[:, 0], vals[:, 1], -vals[:, 2]))
     order = order[np.isfinite(vals[order, 2])]
     unique = _measure.unique(vals[:, 0], vals[:, 1], vals[:, 4], order)
@@ -236,6 +242,7 @@ def detect_stars(lum: np.ndarray, settings: DetectionSettings = DetectionSetting
     for col, name in enumerate(("x", "y", "flux", "peak", "fwhm", "ellipticity", "snr")):
         out[name] = vals[order, col]
     out["flags"] = flags[order]
+    out["beta"] = beta[order]
     return out
 
 
@@ -252,3 +259,21 @@ def median_fwhm(stars: np.ndarray) -> float:
         & np.isfinite(stars["fwhm"])
     )
     return float(np.median(stars["fwhm"][good])) if good.any() else float("nan")
+
+
+def median_beta(stars: np.ndarray) -> float:
+    """The image's Moffat beta: median beta of the stars median_fwhm counts, SNR >= 20.
+
+    Most of them carry the frame's beta (``_common_beta``), so this is that value; on a
+    debayered image it reads higher than the optics' (the demosaic blur rounds the core:
+    ~3.9 for a beta = 3 star of FWHM 3.2 px, ~3.3 at 6.4 px), which is what photometry
+    that models the image's own profile needs. +inf for Gaussian stars, NaN if no star
+    qualifies.
+    """
+    good = (
+        (stars["flags"] == 0)
+        & (stars["snr"] >= 20)
+        & (stars["ellipticity"] < 0.5)
+        & ~np.isnan(stars["beta"])  # +inf: a Gaussian profile
+    )
+    return float(np.median(stars["beta"][good])) if good.any() else float("nan")

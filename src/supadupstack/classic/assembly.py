@@ -20,8 +20,8 @@ import numpy as np
 
 from supadupstack.canvas.canvas import Canvas
 from supadupstack.canvas.resample import resample_to_canvas
-from supadupstack.classic.harmonize import TileHarmony
 from supadupstack.classic.master_tile import MasterTile, usable_tile
+from supadupstack.stacking.gain_solver import TileHarmony
 
 
 def feather_weight(valid: np.ndarray, feather_px: int) -> np.ndarray:

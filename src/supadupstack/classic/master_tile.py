@@ -49,6 +49,7 @@ class MasterTile:
     coverage_sum: float = 0.0
     noise: list[float] = field(default_factory=list)
     transparency: list[float | None] = field(default_factory=list)
+    normalisation: list[str] = field(default_factory=list)
     rejected_pixel_fraction: float = 0.0
     seconds: float = 0.0
     reused: bool = False
@@ -161,6 +162,7 @@ def build_master_tile(
         coverage_sum=float(tile.weight.sum()),
         noise=fs.noise,
         transparency=fs.transparency,
+        normalisation=fs.normalisation,
         rejected_pixel_fraction=fs.rejected_pixel_fraction,
         seconds=time.monotonic() - t0,
     )

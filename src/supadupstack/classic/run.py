@@ -23,12 +23,7 @@ from supadupstack import __version__
 from supadupstack.canvas.canvas import Canvas
 from supadupstack.classic.assembly import assemble
 from supadupstack.classic.groups import Group, group_frames
-from supadupstack.classic.harmonize import (
-    choose_anchor,
-    fit_pairs,
-    residuals,
-    solve,
-)
+from supadupstack.classic.harmonize import choose_anchor, fit_pairs
 from supadupstack.classic.master_tile import MasterTile, build_master_tile
 from supadupstack.config import Config
 from supadupstack.errors import NothingUsableError
@@ -42,6 +37,7 @@ from supadupstack.outputs.products import (
 )
 from supadupstack.polish.mosaic import Mosaic
 from supadupstack.polish.steps import polish
+from supadupstack.stacking.gain_solver import residuals, solve
 
 log = logging.getLogger("supadupstack.classic")
 
@@ -221,7 +217,9 @@ def harmonise(tiles: list[MasterTile], cfg: Config, trim: float):
         [t.path for t in tiles], indices, trim, cfg.resample.kernel, cfg.resample.grid_step_px
     )
     nch = len(tiles[0].noise) or 3
-    harmony = solve(indices, pairs, anchor, sizes, nch, cfg.classic)
+    harmony = solve(
+        indices, pairs, anchor, sizes, nch, (cfg.classic.gain_min, cfg.classic.gain_max)
+    )
     facts = residuals(pairs, harmony)
     for h in harmony:
         log.info(
@@ -267,6 +265,9 @@ def _tile_summary(tiles: list[MasterTile], harmony) -> list[dict]:
                 "notes": h.notes,
                 "reference_frame": t.reference_frame,
                 "transparency": t.transparency,
+                "frame_normalisation": [
+                    {"frame": f, "how": how} for f, how in zip(t.frames_used, t.normalisation)
+                ],
                 "noise": t.noise,
                 "coverage_sum": t.coverage_sum,
                 "shape": list(t.shape),

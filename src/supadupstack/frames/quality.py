@@ -34,12 +34,25 @@ class FrameQuality:
 
 
 def _robust_sky_noise(channel: np.ndarray, step: int = 3) -> tuple[float, float]:
+    """(sky: median, noise: from second differences of pixels 2 apart along rows), ADU.
+
+    The noise must not see the signal: a spread of pixel values reads a nebula or galaxy
+    filling the field as noise, so a hazy frame of such a field would not be down-weighted.
+    Second differences of same-colour neighbours (x − 2, x, x + 2: one Bayer phase) cancel
+    every level and gradient, and a nebula's curvature over 4 px is far below the noise;
+    1.4826·MAD/√6 of them is the pixel noise (for demosaiced frames, whose neighbours are
+    correlated, a fixed fraction of it: the weights it feeds are relative)."""
     sample = channel[::step, ::step]
     sample = sample[np.isfinite(sample)]
     if sample.size == 0:
         return float("nan"), float("nan")
     med = float(np.median(sample))
-    return med, float(1.4826 * np.median(np.abs(sample - med)))
+    rows = channel[::step]
+    diff = (rows[:, 4:] - 2.0 * rows[:, 2:-2] + rows[:, :-4])[:, ::step].ravel()
+    diff = diff[np.isfinite(diff)]
+    if diff.size == 0:
+        return med, float("nan")
+    return med, float(1.4826 * np.median(np.abs(diff - np.median(diff))) / np.sqrt(6.0))
 
 
 def detect_stars(lum: np.ndarray, detect_sigma: float = 5.0):

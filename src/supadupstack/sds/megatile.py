@@ -18,10 +18,12 @@ from astropy.io import fits
 
 from supadupstack.canvas.canvas import Canvas
 from supadupstack.canvas.resample import Patch
+from supadupstack.catalogue.detect import STAR_DTYPE
 from supadupstack.config import Config
 from supadupstack.frames.model import Frame
 from supadupstack.outputs.atomic import write_atomic
 from supadupstack.stacking.frameset import stack_frames
+from supadupstack.stacking.star_photometry import patch_stars
 
 
 @dataclass
@@ -37,6 +39,7 @@ class MegaTile:
     coverage_sum: float = 0.0
     noise: list[float] = field(default_factory=list)
     transparency: list[float | None] = field(default_factory=list)
+    normalisation: list[str] = field(default_factory=list)
     rejected_pixel_fraction: float = 0.0
     seconds: float = 0.0
     reused: bool = False
@@ -103,6 +106,31 @@ def patch_on_disk(path: Path, canvas: Canvas) -> Patch:
     return Patch(y0=y0, x0=x0, data=data, weight=weight)
 
 
+def stars_path(tile_path: Path) -> Path:
+    """Where a tile's star catalogue (canvas pixels) is kept: beside its FITS."""
+    return Path(tile_path).with_suffix(".stars.npy")
+
+
+def save_tile_stars(tile_path: Path, stars: np.ndarray) -> None:
+    """Keep the tile's catalogue, made in its batch job (in parallel), for the renorm."""
+
+    def write(p: Path) -> None:
+        with open(p, "wb") as fh:  # np.save given a path would append ".npy" to the temp name
+            np.save(fh, stars, allow_pickle=False)
+
+    write_atomic(stars_path(tile_path), write)
+
+
+def tile_stars(tile_path: Path, patch: Patch) -> np.ndarray:
+    """The tile's catalogue from beside its FITS, or made from the patch when that file is
+    missing or unreadable (a tile of an earlier version, a damaged work folder)."""
+    try:
+        stars = np.load(stars_path(tile_path), allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return patch_stars(patch)
+    return stars if stars.dtype == STAR_DTYPE and stars.ndim == 1 else patch_stars(patch)
+
+
 def build_megatile(
     index: int, frames: list[Frame], canvas: Canvas, cfg: Config, path: Path, key: str
 ) -> MegaTile:
@@ -114,6 +142,7 @@ def build_megatile(
         return MegaTile(index, "", (0, 0, 0, 0), [], fs.rejected, seconds=time.monotonic() - t0)
     cards = {"TILEIDX": index, "NFRAMES": len(fs.used), "TILEKEY": key}
     save_patch(fs.patch, canvas, path, cards)
+    save_tile_stars(path, patch_stars(fs.patch))
     return MegaTile(
         index=index,
         path=str(path),
@@ -124,6 +153,7 @@ def build_megatile(
         coverage_sum=float(fs.patch.weight.sum()),
         noise=fs.noise,
         transparency=fs.transparency,
+        normalisation=fs.normalisation,
         rejected_pixel_fraction=fs.rejected_pixel_fraction,
         seconds=time.monotonic() - t0,
     )

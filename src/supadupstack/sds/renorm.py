@@ -1,48 +1,52 @@
-"""Inter-mega-tile renormalisation (DESIGN §4.3).
+"""Inter-mega-tile renormalisation (DESIGN §4.3): every mega-tile onto the reference's scale.
 
-Each mega-tile gets a per-channel gain (and, with the ``linear`` rule, an offset) that maps it
-onto the reference mega-tile: ``renormalised = gain · tile + offset``. Medians are taken on the
-pixels the tile shares with the reference when they overlap enough, so both measure the same
-sky.
+Each mega-tile gets a per-channel gain and offset, ``renormalised = gain · tile + offset``,
+from one least-squares solution over a graph of tile pairs (``stacking.gain_solver``, the
+solver classic mode uses for its mosaics): every tile is fitted against the reference and
+against the tile before it in the plan (the batch before in time, usually the same field
+and session), so a tile that barely overlaps the reference still gets a gain chained
+through its neighbours. Only the reference, the previous tile and the current one are in
+memory at any time. Pair fits, by ``sds.renorm``:
 
-- ``median_gain``: gain = median_ref / median_tile. Right only when everything above zero
-  scales together; a camera pedestal (bias) or an additive sky (moon, light pollution) makes it
-  measure the sky ratio instead of the transparency ratio.
-- ``linear``: the slope is measured on the stars the two tiles share (clipped ratio of their
-  catalogue fluxes, Moffat-fit totals that do not depend on seeing; grey): a pixel regression
-  is dominated by sky pixels and confused by seeing differences. The offset then maps the
-  tile's clipped median onto the reference's, so the backgrounds agree without any later
-  background matching. With too few common stars it falls back to a pixel regression, then
-  to ``median_gain`` (noted).
+- ``linear`` (default): the scale from the stars the two tiles share, by cross-convolved
+  apertures (``stacking.photometry``: seeing-invariant, per channel where the stars show a
+  colour change), the offset mapping the clipped sky medians of their common pixels; with
+  too few common stars a pixel regression (weighted so it only decides tiles no star fit
+  reaches), else no gain fit (the tile keeps gain 1 but still takes its sky). Each fallback
+  is named in the tile's notes.
+- ``median_gain``: the ratio of the luminance medians over the common pixels (DESIGN §4.3's
+  rule, kept as an option): it measures sky plus camera pedestal, not transparency, and is
+  off by several per cent whenever the sky differs additively.
 
-A star-based check (luminance ratio of common stars' aperture fluxes after renormalisation,
-apertures of 3 FWHM of each tile: an estimator independent of the fit) is reported per tile;
-1.00 means the photometry agrees.
+A star check is reported per tile: the median luminance flux ratio of the stars the tile
+shares with the reference after renormalisation, in larger apertures than the fit's and
+without its weights (1.00 = agreement; ``photometry.check_ratio``).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from supadupstack.canvas.canvas import Canvas
 from supadupstack.canvas.resample import Patch
-from supadupstack.catalogue.detect import median_fwhm
 from supadupstack.config import SdsConfig
+from supadupstack.stacking.gain_solver import PIXEL_FIT_WEIGHT, PairFit, TileHarmony, solve
 from supadupstack.stacking.normalize import fit_linear_info
 from supadupstack.stacking.photometry import (
+    STACK_BLUR_VAR,
+    check_ratio,
     clipped_median,
     common_area,
-    flux_ratio,
+    common_sky,
     photometric_fit,
-    star_fluxes,
 )
-from supadupstack.stacking.star_photometry import patch_stars
 
 log = logging.getLogger(__name__)
-CHECK_FWHMS = 3.0  # aperture radius of the star check, in FWHM of each image
+MIN_SCALE_ERROR = 1e-3  # a pair's gain is never trusted beyond 0.1 % (flat-field, model)
 
 
 @dataclass
@@ -72,120 +76,98 @@ def choose_reference(boxes, coverage_sums, canvas: Canvas, rule: str) -> int:
     return int(np.argmax(coverage_sums))
 
 
-def _own(p: Patch) -> np.ndarray:
+def _own_medians(p: Patch) -> list[float]:
     d = np.asarray(p.data)
     m = (np.asarray(p.weight) > 0) & np.isfinite(d).all(axis=-1)
-    return d[m]
+    return [clipped_median(d[..., c][m]) for c in range(d.shape[-1])]
 
 
-def identity_gain(index: int, ref: Patch) -> TileGain:
-    nch = ref.data.shape[-1]
-    return TileGain(index, [1.0] * nch, [0.0] * nch, [], [], int((ref.weight > 0).sum()))
-
-
-def tile_gain(
-    index: int,
-    tile: Patch,
-    ref: Patch,
-    cfg: SdsConfig,
-    ref_stars: np.ndarray | None = None,
-    tile_stars: np.ndarray | None = None,
-) -> TileGain:
-    """Gain (and offset for ``linear``) of ``tile`` relative to ``ref``, clamped to the range.
-
-    ``ref_stars`` / ``tile_stars``: the star catalogues of both on the canvas
-    (``patch_stars``; the reference's made once for all tiles), made here when not given.
-    """
-    area = common_area(tile, ref)
-    if area is not None:
-        t_img, r_img, mask = area
-        t_px, r_px = t_img[mask], r_img[mask]
-    else:
-        t_px, r_px = _own(tile), _own(ref)
-    nch = tile.data.shape[-1]
-    med_t = [clipped_median(t_px[:, c]) for c in range(nch)]
-    med_r = [clipped_median(r_px[:, c]) for c in range(nch)]
-    notes = [] if area is not None else ["no sufficient overlap: medians over each tile"]
-    lum_t, lum_r = float(np.sum(med_t)), float(np.sum(med_r))
-    grey = lum_r / lum_t if np.isfinite(lum_t) and lum_t > 0 and np.isfinite(lum_r) else 1.0
-    gain = [grey] * nch  # DESIGN §4.3: one gain per tile, applied to the whole tile
-    if cfg.renorm == "linear":
-        slope, how = _linear_slope(tile, ref, area, ref_stars, tile_stars)
-        if slope is None:
-            notes.append("linear rule: too few common stars and no pixel fit; used median_gain")
-        else:
-            notes.append(f"linear gain from {how}")
-            gain = slope
-    clamped = any(not (cfg.gain_min <= g <= cfg.gain_max) for g in gain)
-    if clamped:
-        log.warning(
-            "mega-tile %d: gain %s clamped to [%g, %g]", index, gain, cfg.gain_min, cfg.gain_max
-        )
-        notes.append(f"gain clamped to [{cfg.gain_min}, {cfg.gain_max}]")
-        gain = [float(np.clip(g, cfg.gain_min, cfg.gain_max)) for g in gain]
-    offset = [0.0] * nch
-    if cfg.renorm == "linear":
-        offset = [mr - g * mt for g, mt, mr in zip(gain, med_t, med_r, strict=True)]
-    common = 0 if area is None else int(area[2].sum())
-    return TileGain(index, gain, offset, med_t, med_r, common, clamped, notes=notes)
-
-
-def _linear_slope(
-    tile: Patch, ref: Patch, area, ref_stars, tile_stars
-) -> tuple[list[float] | None, str]:
-    """Grey slope from common stars, else per-channel pixel regression, else None."""
-    fit = photometric_fit(tile, ref, tile_stars, ref_stars)
-    nch = tile.data.shape[-1]
+def pair_fit(
+    i: int, j: int, tile_i: Patch, tile_j: Patch, stars_i, stars_j, rule: str
+) -> PairFit | None:
+    """``tile_i ≈ scale · tile_j + offset`` (positions i, j); None when they do not overlap."""
+    skies = common_sky(tile_j, tile_i)
+    if skies is None:
+        return None
+    sky_j, sky_i = skies
+    nch = len(sky_i)
+    common = 0 if (area := common_area(tile_j, tile_i)) is None else int(area[2].sum())
+    if rule == "median_gain":
+        scale = [float(np.sum(sky_i) / np.sum(sky_j))] * nch
+        return PairFit(i, j, scale, [0.0] * nch, sky_i, sky_j, 0, common, "median ratio", 1.0)
+    fit = photometric_fit(tile_j, tile_i, stars_j, stars_i, STACK_BLUR_VAR)
     if fit is not None:
-        return [fit.scale] * nch, f"{fit.n_stars} common stars"
+        weight = 1.0 / max(fit.error, MIN_SCALE_ERROR) ** 2
+        return PairFit(
+            i, j, fit.scale, fit.offset, sky_i, sky_j, fit.n_stars, common, fit.how, weight
+        )
+    scale, how, weight = [1.0] * nch, "too few common stars, no pixel fit: gain 1", 0.0
     if area is not None:
         a, _, ok = fit_linear_info(*area)
         if ok.all():
-            return [float(v) for v in a], "pixel regression"
-    return None, ""
+            scale, how = [float(v) for v in a], "too few common stars: pixel regression"
+            weight = PIXEL_FIT_WEIGHT
+    offset = [si - s * sj for s, si, sj in zip(scale, sky_i, sky_j, strict=True)]
+    return PairFit(i, j, scale, offset, sky_i, sky_j, 0, common, how, weight)
 
 
-def apply_gain(data: np.ndarray, g: TileGain) -> np.ndarray:
-    """gain · data + offset per channel (float32)."""
-    gain, offset = np.asarray(g.gain, np.float32), np.asarray(g.offset, np.float32)
-    return (data * gain + offset).astype(np.float32)
+Loader = Callable[[int], tuple[Patch, np.ndarray]]
 
 
-def star_check(
-    tile: Patch,
-    ref: Patch,
-    g: TileGain,
-    tile_stars: np.ndarray | None = None,
-    ref_stars: np.ndarray | None = None,
-) -> tuple[float | None, int]:
-    """Luminance flux ratio (renormalised tile / reference) of common stars, and their count.
+def renormalise(n: int, ref: int, load: Loader, sizes: list[float], cfg: SdsConfig):
+    """Gains of n tiles (positions 0..n-1) onto tile ``ref``: (list of TileGain, pair fits).
 
-    An estimator independent of the fit: clipped Σ-ratio of aperture sums, each image's
-    aperture CHECK_FWHMS × its own median FWHM (so both enclose the same fraction of a
-    star's light whatever the seeing), annulus 1.5-2.5 apertures. A PSF-shape or background
-    mismatch between the tiles shows up as a departure from 1.00. ``tile_stars`` /
-    ``ref_stars``: the two canvas catalogues (made from the patches when not given); the
-    stars are measured at the reference's positions.
+    ``load(k)`` gives tile k's patch and its star catalogue on the canvas; ``sizes``: the
+    tiles' coverage sums. Pairs: every tile with the reference and with the tile before it.
     """
-    area = common_area(tile, ref)
-    if area is None:
-        return None, 0
-    t_img, r_img, both = area
-    tile_stars = patch_stars(tile) if tile_stars is None else tile_stars
-    ref_stars = patch_stars(ref) if ref_stars is None else ref_stars
-    fwhm_t, fwhm_r = median_fwhm(tile_stars), median_fwhm(ref_stars)
-    if not (np.isfinite(fwhm_t) and np.isfinite(fwhm_r)):
-        return None, 0
-    oy, ox = max(tile.y0, ref.y0), max(tile.x0, ref.x0)
-    positions = (ref_stars["x"] - ox, ref_stars["y"] - oy)
-    ft, fr = star_fluxes(
-        apply_gain(t_img, g),
-        r_img,
-        both,
-        CHECK_FWHMS * fwhm_t,
-        positions=positions,
-        radius_ref=CHECK_FWHMS * fwhm_r,
-    )
-    if ft.shape[0] == 0:
-        return None, 0
-    return flux_ratio(ft.sum(axis=1), fr.sum(axis=1)), int(ft.shape[0])
+    ref_patch, ref_stars = load(ref)
+    pairs: list[PairFit] = []
+    checks: list[tuple[float | None, int]] = []
+    prev: tuple[int, Patch, np.ndarray] | None = None
+    nch = ref_patch.data.shape[-1]
+    medians: dict[int, list[float]] = {}
+    for k in range(n):
+        patch, st = (ref_patch, ref_stars) if k == ref else load(k)
+        checks.append(check_ratio(patch, ref_patch, st, ref_stars, STACK_BLUR_VAR))
+        if k != ref:
+            fit = pair_fit(ref, k, ref_patch, patch, ref_stars, st, cfg.renorm)
+            if fit is not None:
+                pairs.append(fit)
+            else:
+                medians[k] = _own_medians(patch)
+        if prev is not None and ref not in (prev[0], k):
+            fit = pair_fit(prev[0], k, prev[1], patch, prev[2], st, cfg.renorm)
+            if fit is not None:
+                pairs.append(fit)
+        prev = (k, patch, st)
+    harmony = solve(list(range(n)), pairs, ref, sizes, nch, (cfg.gain_min, cfg.gain_max))
+    gains = [_tile_gain(h, pairs, ref, medians, ref_patch) for h in harmony]
+    for g, (ratio, n_stars) in zip(gains, checks, strict=True):
+        g.star_ratio = None if ratio is None else ratio * float(np.mean(g.gain))
+        g.n_stars = n_stars
+    return gains, pairs
+
+
+def _tile_gain(
+    h: TileHarmony, pairs: list[PairFit], ref: int, medians: dict, ref_patch: Patch
+) -> TileGain:
+    """The report's view of one tile: its solved gain and offset, the medians and the fit
+    of its pair with the reference, and how its gain was reached."""
+    nch = len(h.gain)
+    if h.index == ref:
+        common = int((np.asarray(ref_patch.weight) > 0).sum())
+        return TileGain(h.index, [1.0] * nch, [0.0] * nch, [], [], common, notes=["reference"])
+    direct = next((p for p in pairs if p.i == ref and p.j == h.index), None)
+    notes = list(h.notes)
+    if direct is None:
+        notes.append("no overlap with the reference: medians over each tile")
+        med_t, med_r, common = medians.get(h.index, []), _own_medians(ref_patch), 0
+    else:
+        notes.append(f"with the reference: {direct.how}")
+        med_t, med_r, common = direct.sky_j, direct.sky_i, direct.common_pixels
+    links = [p for p in pairs if h.index in (p.i, p.j) and p is not direct and p.weight > 0]
+    if links and (direct is None or direct.weight <= PIXEL_FIT_WEIGHT):
+        notes.append(f"gain chained through {len(links)} neighbour pair(s)")
+    elif links:
+        notes.append(f"also tied to {len(links)} neighbour pair(s)")
+    return TileGain(h.index, h.gain, h.offset, med_t, med_r, common, h.clamped, notes=notes)

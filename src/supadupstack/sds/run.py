@@ -19,6 +19,7 @@ from supadupstack.config import Config
 from supadupstack.execution import executor, workdir
 from supadupstack.execution.faults import checkpoint
 from supadupstack.frames.model import Frame
+from supadupstack.sds import renorm
 from supadupstack.sds.coadd import global_coadd
 from supadupstack.sds.megatile import (
     MegaTile,
@@ -26,16 +27,10 @@ from supadupstack.sds.megatile import (
     load_patch,
     patch_offset,
     patch_on_disk,
+    tile_stars,
 )
 from supadupstack.sds.planner import BatchPlan
-from supadupstack.sds.renorm import (
-    TileGain,
-    choose_reference,
-    identity_gain,
-    star_check,
-    tile_gain,
-)
-from supadupstack.stacking.star_photometry import patch_stars
+from supadupstack.sds.renorm import TileGain, choose_reference
 
 log = logging.getLogger("supadupstack.sds")
 
@@ -140,33 +135,28 @@ def build_megatiles(
 
 
 def renormalise(tiles: list[MegaTile], canvas: Canvas, cfg: Config) -> tuple[int, list[TileGain]]:
-    """Reference index and per-tile gains; one tile in memory besides the reference."""
-    ref_idx = choose_reference(
+    """Reference position and per-tile gains (``sds.renorm``), at most three tiles in memory."""
+    ref = choose_reference(
         [t.box for t in tiles], [t.coverage_sum for t in tiles], canvas, cfg.sds.reference
     )
-    ref = load_patch(Path(tiles[ref_idx].path), canvas)
-    ref_stars = patch_stars(ref)  # catalogued once, matched with every tile's
-    gains = []
-    for t in tiles:
-        patch = ref if t.index == tiles[ref_idx].index else load_patch(Path(t.path), canvas)
-        is_ref = patch is ref
-        tile_stars = ref_stars if is_ref else patch_stars(patch)
-        g = (
-            identity_gain(t.index, ref)
-            if is_ref
-            else tile_gain(t.index, patch, ref, cfg.sds, ref_stars, tile_stars)
-        )
-        g.star_ratio, g.n_stars = star_check(patch, ref, g, tile_stars, ref_stars)
+
+    def load(k: int):
+        patch = load_patch(Path(tiles[k].path), canvas)
+        return patch, tile_stars(Path(tiles[k].path), patch)
+
+    gains, _ = renorm.renormalise(len(tiles), ref, load, [t.coverage_sum for t in tiles], cfg.sds)
+    for g, t in zip(gains, tiles, strict=True):
+        g.index = t.index
         log.info(
-            "tile %d: gain %s offset %s star check %s (%d stars)",
+            "tile %d: gain %s offset %s star check %s (%d stars); %s",
             t.index,
             [round(v, 4) for v in g.gain],
             [round(v, 2) for v in g.offset],
             None if g.star_ratio is None else round(g.star_ratio, 4),
             g.n_stars,
+            "; ".join(g.notes),
         )
-        gains.append(g)
-    return ref_idx, gains
+    return ref, gains
 
 
 def coadd_tiles(tiles: list[MegaTile], gains: list[TileGain], canvas: Canvas, cfg: Config):
@@ -189,6 +179,10 @@ def tile_summary(tiles: list[MegaTile], gains: list[TileGain], ref_idx: int) -> 
             reference_frame=t.reference_frame,
             coverage_sum=t.coverage_sum,
             path=t.path,
+            frame_normalisation=[
+                {"frame": f, "transparency": tr, "how": how}
+                for f, tr, how in zip(t.frames_used, t.transparency, t.normalisation)
+            ],
         )
         out.append(d)
     return out

@@ -51,6 +51,8 @@ class SubSpec:
     ``up_deg``: "up is ... degrees E of N" (astrometry.net's convention); the WCS has the
     mirrored parity of raw Seestar frames. ``sky_adu``: sky signal (R, G, B) above the pedestal
     at the frame centre; ``gradient``: fractional sky change per frame width/height (gx, gy).
+    ``colour``: per-channel factors on the transparency (R, G, B), e.g. the differential
+    extinction of a night at another airmass.
     """
 
     width: int
@@ -63,6 +65,7 @@ class SubSpec:
     fwhm_px: float = 3.7
     psf_beta: float = PSF_BETA
     transparency: float = 1.0
+    colour: tuple[float, float, float] = (1.0, 1.0, 1.0)  # per-channel extinction factors
     sky_adu: tuple[float, float, float] = (374.0, 528.0, 326.0)
     gradient: tuple[float, float] = (0.0, 0.0)
     pedestal_adu: float = PEDESTAL_ADU
@@ -215,7 +218,8 @@ def signal_cfa(spec: SubSpec, stars: StarCatalogue, galaxy: Galaxy | None) -> np
     """
     wcs = frame_wcs(spec.ra, spec.dec, spec.up_deg, spec.width, spec.height)
     shape = (spec.height, spec.width)
-    img = render(wcs, shape, stars, galaxy, spec.fwhm_px, spec.psf_beta, spec.transparency, "GRBG")
+    scale = tuple(spec.transparency * c for c in spec.colour)
+    img = render(wcs, shape, stars, galaxy, spec.fwhm_px, spec.psf_beta, scale, "GRBG")
     img += sky_plane(spec)
     trail = trail_plane(spec, shape)
     if trail is not None:

@@ -285,6 +285,7 @@ def _reference_grid(specs: list[SubSpec], margin: int = 8) -> tuple[WCS, tuple[i
 def spec_to_dict(spec: SubSpec) -> dict:
     d = dataclasses.asdict(spec)
     d["sky_adu"] = list(spec.sky_adu)
+    d["colour"] = list(spec.colour)
     d["gradient"] = list(spec.gradient)
     d["hot_pixels"] = [list(p) for p in spec.hot_pixels]
     return d
@@ -293,6 +294,7 @@ def spec_to_dict(spec: SubSpec) -> dict:
 def spec_from_dict(d: dict) -> SubSpec:
     d = dict(d)
     d["sky_adu"] = tuple(d["sky_adu"])
+    d["colour"] = tuple(d.get("colour", (1.0, 1.0, 1.0)))
     d["gradient"] = tuple(d["gradient"])
     d["hot_pixels"] = [tuple(p) for p in d["hot_pixels"]]
     d["trail"] = Trail(**d["trail"]) if d.get("trail") else None
@@ -332,12 +334,15 @@ def simulate_dataset(
     seed: int = 0,
     sidecars: bool = False,
     psf_beta: float = camera.PSF_BETA,
+    last_session_colour: tuple[float, float, float] | None = None,
 ) -> Path:
     """Write a simulated dataset and its truth under ``out_dir``; returns the manifest path.
 
     ``n_frames`` is per session (sds-nights) or per panel (mosaic-2x2); None → preset default
     (20, 10, 6). ``sidecars`` also writes the true WCS as ``<stem>.wcs`` beside each frame.
-    ``psf_beta``: Moffat β of the stars (0: Gaussian).
+    ``psf_beta``: Moffat β of the stars (0: Gaussian). ``last_session_colour``: per-channel
+    factors (R, G, B) on the last session's transparency, a colour change between nights such
+    as differential extinction at another airmass (stars and galaxy; the sky is unchanged).
     """
     if not (psf_beta == 0 or 1.5 <= psf_beta <= 20):
         raise SupaDupError(f"psf beta must be 0 (Gaussian) or within 1.5-20, got {psf_beta:g}")
@@ -350,6 +355,11 @@ def simulate_dataset(
     rng_cat = np.random.default_rng([seed, 404])
     stars = make_catalogue(rng_cat, FIELD_RA, FIELD_DEC, half, density_per_deg2=density)
     specs = _specs(sessions, n, width, height, seed, obj, flags, psf_beta)
+    if last_session_colour is not None:
+        last = sessions[-1].name
+        for spec, ses_name, _ in specs:
+            if ses_name == last:
+                spec.colour = tuple(float(v) for v in last_session_colour)
     truth = out_dir / "truth"
     (truth / "wcs").mkdir(parents=True, exist_ok=True)
     frames = []
@@ -372,6 +382,7 @@ def simulate_dataset(
                 "session": ses_name,
                 "date_obs": spec.date_obs,
                 "transparency": spec.transparency,
+                "colour": list(spec.colour),
                 "sky_total_adu": sky_total,
                 "noise_adu": noise,
                 "fwhm_px": spec.fwhm_px,

@@ -182,15 +182,17 @@ def render(
     galaxy: Galaxy | None,
     fwhm_px: float,
     psf_beta: float = 3.0,
-    scale: float = 1.0,
+    scale: float | tuple[float, float, float] = 1.0,
     pattern: str | None = None,
 ) -> np.ndarray:
     """Noise-free signal [ADU] of stars and galaxy on a pixel grid, without sky.
 
     ``pattern`` None → (3, H, W) full-resolution R, G, B planes; a Bayer pattern → (H, W) CFA
     mosaic where each pixel holds only its own colour. ``scale`` multiplies everything
-    (transparency). Galaxy surface brightness is converted to this grid's pixel area.
+    (transparency): one factor, or one per channel (R, G, B: a colour change). Galaxy surface
+    brightness is converted to this grid's pixel area.
     """
+    scale = np.broadcast_to(np.asarray(scale, dtype=np.float64), (3,))
     h, w = shape
     out = np.zeros((h, w) if pattern else (3, h, w), dtype=np.float32)
     if len(stars):
@@ -205,7 +207,7 @@ def _render_stars(out, wcs, stars, fwhm, beta, scale, pattern) -> None:
     x, y = wcs.all_world2pix(stars.ra, stars.dec, 0)
     base = int(math.ceil(4.0 * fwhm))
     big = int(math.ceil(12.0 * fwhm))
-    reach = np.where(stars.flux[:, 1] * scale > 2.0e5, big, base)
+    reach = np.where(stars.flux[:, 1] * scale[1] > 2.0e5, big, base)
     inside = (x > -reach) & (x < w - 1 + reach) & (y > -reach) & (y < h - 1 + reach)
     for half in (base, big):
         sel = np.nonzero(inside & (reach == half))[0]
@@ -242,8 +244,8 @@ def _render_galaxy(out, wcs: WCS, gal: Galaxy, scale: float, pattern) -> None:
     ra, dec = wcs.all_pix2world(gx.ravel(), gy.ravel(), 0)
     xi, eta = gnomonic(ra, dec, gal.ra, gal.dec)
     sb = gal.surface_brightness(xi * 3600.0, eta * 3600.0).reshape(gy.shape)
-    sb *= np.float32(scale * (pix_arcsec / gal.pixel_arcsec) ** 2)
-    colour = np.asarray(gal.colour, dtype=np.float32)
+    sb *= np.float32((pix_arcsec / gal.pixel_arcsec) ** 2)
+    colour = np.asarray(gal.colour, dtype=np.float32) * scale.astype(np.float32)
     if pattern:
         out[ya:yb, xa:xb] += sb * colour[_colour_map(pattern, sb.shape, ya, xa)]
     else:

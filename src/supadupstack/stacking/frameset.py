@@ -23,7 +23,7 @@ from supadupstack.frames.model import Frame
 from supadupstack.frames.quality import FrameQuality, gate_reasons
 from supadupstack.stacking.engine import stack_patches
 from supadupstack.stacking.normalize import fit_linear_info
-from supadupstack.stacking.photometry import common_area, photometric_fit
+from supadupstack.stacking.photometry import DEBAYER_BLUR_VAR, common_area, photometric_fit
 from supadupstack.stacking.star_photometry import stars_on_grid
 
 
@@ -36,6 +36,7 @@ class FrameStack:
     rejected: dict[str, str] = field(default_factory=dict)
     reference: int = 0
     transparency: list[float | None] = field(default_factory=list)
+    normalisation: list[str] = field(default_factory=list)  # how each used frame was scaled
     noise: list[float] = field(default_factory=list)
     rejected_pixel_fraction: float = 0.0
 
@@ -92,30 +93,41 @@ def choose_reference(qualities: list[FrameQuality]) -> int:
 
 def frame_coefficients(
     patches: list[Patch], ref: int, stars: list[np.ndarray]
-) -> tuple[np.ndarray, np.ndarray, list[float | None]]:
-    """Per-frame (scale, offset) (N, C) onto the reference, and transparencies (1/scale).
+) -> tuple[np.ndarray, np.ndarray, list[float | None], list[str]]:
+    """Per-frame (scale, offset) (N, C) onto the reference, transparencies (1/scale) and how
+    each frame was normalised.
 
-    Scale from the catalogue fluxes of the stars each frame shares with the reference
-    (``stars``: each frame's catalogue on the grid; grey, seeing-invariant) + sky offset; a
-    pixel regression when stars are too few (transparency then unknown: None); identity when
-    the frames share too little.
+    Scale from the stars each frame shares with the reference (``stars``: each frame's
+    catalogue on the grid; cross-convolved apertures, seeing-invariant, per channel where the
+    stars show a colour change) + sky offset; a pixel regression when stars are too few
+    (transparency then unknown: None); identity when the frames share too little. Every
+    fallback is named in the returned notes.
     """
     n, nch = len(patches), patches[ref].data.shape[-1]
     a, b = np.ones((n, nch)), np.zeros((n, nch))
     transparency: list[float | None] = [None] * n
     transparency[ref] = 1.0
+    how = ["reference"] * n
     for i, p in enumerate(patches):
         if i == ref:
             continue
-        fit = photometric_fit(p, patches[ref], stars[i], stars[ref])
+        fit = photometric_fit(p, patches[ref], stars[i], stars[ref], DEBAYER_BLUR_VAR)
         if fit is not None:
             a[i], b[i] = fit.scale, fit.offset
-            transparency[i] = 1.0 / fit.scale if fit.scale > 0 else None
+            transparency[i] = 1.0 / fit.grey if fit.grey > 0 else None
+            how[i] = fit.how
             continue
         area = common_area(p, patches[ref])
-        if area is not None:
-            a[i], b[i], _ = fit_linear_info(*area)
-    return a, b, transparency
+        if area is None:
+            how[i] = "not normalised: too little overlap with the reference"
+            continue
+        a[i], b[i], ok = fit_linear_info(*area)
+        how[i] = (
+            "too few common stars: pixel regression"
+            if ok.all()
+            else "too few common stars, too little signal: sky offset only"
+        )
+    return a, b, transparency, how
 
 
 def stack_frames(frames: list[Frame], grid: Canvas, cfg: Config, unit: str = "batch") -> FrameStack:
@@ -130,7 +142,7 @@ def stack_frames(frames: list[Frame], grid: Canvas, cfg: Config, unit: str = "ba
     if not patches:
         return FrameStack(None, rejected=rejected)
     ref = choose_reference([q for _, q in used])
-    a, b, transparency = frame_coefficients(patches, ref, stars)
+    a, b, transparency, how = frame_coefficients(patches, ref, stars)
     min_t = cfg.quality.min_transparency
     keep = [i for i, t in enumerate(transparency) if t is None or t >= min_t]
     for i in sorted(set(range(len(patches))) - set(keep)):
@@ -151,6 +163,7 @@ def stack_frames(frames: list[Frame], grid: Canvas, cfg: Config, unit: str = "ba
         rejected=rejected,
         reference=ref,
         transparency=[transparency[i] for i in keep],
+        normalisation=[how[i] for i in keep],
         noise=[float(v) for v in np.nanmedian(np.array(noises) * scale, axis=0)],
         rejected_pixel_fraction=float(facts["rejected_fraction"]),
     )

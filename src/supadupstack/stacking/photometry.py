@@ -1,14 +1,14 @@
 """Photometric normalisation of one canvas patch to another, from the stars they share.
 
-Used to normalise frames inside a batch and mega-tiles across batches (both modes). The scale
-comes from the stars both show: a pixel regression of two sky-dominated images is decided
-by the sky and confused by seeing. Stars are paired through the images' catalogues; where
-their seeing agrees, one aperture of 2.5 × the FWHM holds the same fraction of each star's
-light in both and gives the lowest noise (4 % per star on simulated 10 s subs); where it
-does not, a fixed aperture reads the worse-seeing image faint (8 px: 8-16 % at 2× seeing)
-and the catalogue's Moffat-fit totals are used instead (seeing-invariant to ≤ 1 % on rendered
-fields, but 10 % per-star scatter on sparse simulated subs: see ``star_photometry``). The
-offset then maps the clipped sky median of one onto the other's over their common pixels.
+Used to normalise frames inside a batch, mega-tiles across batches and master tiles across a
+mosaic. The scale comes from the stars both show, measured by cross-convolved apertures
+(``crossphot``): each image is measured with the other's PSF folded into its weights, so the
+ratio does not depend on the seeing of either (a pixel regression is decided by the sky and
+confused by seeing; a fixed aperture reads the worse-seeing image faint: 8-16 % at 2×). One
+grey scale from the luminance, or one per channel when every channel's scale is known to
+``COLOUR_MAX_ERROR`` (differential extinction between nights changes the colour; a noisier
+per-channel scale would only add colour noise). The offset then maps the clipped sky median
+of one onto the other's over their common pixels. ``how`` names what was used.
 """
 
 from __future__ import annotations
@@ -20,25 +20,47 @@ import numpy as np
 import sep
 
 from supadupstack.canvas.resample import Patch
-from supadupstack.catalogue.detect import median_fwhm
 from supadupstack.frames.quality import detect_stars, luminance
-from supadupstack.stacking.star_photometry import catalogue_ratio, matched_stars, patch_stars
+from supadupstack.stacking.crossphot import (
+    APERTURE_FWHMS,
+    ScaleFit,
+    cross_fluxes,
+    image_psf,
+    ratio_of,
+)
+from supadupstack.stacking.star_photometry import matched_stars, patch_stars
 
 MIN_COMMON_PIXELS = 2000
-MIN_STARS = 5
-SAME_SEEING = 0.1  # |ln FWHM ratio| up to which a common aperture is used
-APERTURE_FWHMS = 2.5  # its radius, in FWHM of the worse-seeing image
+# a star detected near the threshold of one image is there because its noise went up in that
+# image: its flux ratio is biased; stars used must stand out in each image on its own
+MIN_SNR_EACH = 20.0
+CHECK_FWHMS = 3.5  # the star check's aperture, in FWHM of the common PSF
+# channels get scales of their own when one differs from the grey scale by >= 3σ and >= 1 %
+# (a colour change the stars show, e.g. differential extinction between nights), each known
+# to 1 %: the channels' own PSFs differ (the demosaic blurs red and blue more than green),
+# which leaves ~0.4 % between their scales on grey data
+COLOUR_SIGNIFICANCE = 3.0
+COLOUR_MIN_CHANGE = 0.01
+COLOUR_MAX_ERROR = 0.01
+# px²: a bilinear demosaic blurs the luminance's PSF like a Gaussian of this variance; a stack
+# of resampled frames adds the resampling kernel's blur and the registration scatter
+DEBAYER_BLUR_VAR = 0.4
+STACK_BLUR_VAR = DEBAYER_BLUR_VAR + 0.15
 
 
 @dataclass
 class PhotometricFit:
-    """x ≈ (ref − offset) / scale, i.e. scale·x + offset ≈ ref; grey scale, per-channel offset."""
+    """``scale[c]·x + offset[c] ≈ ref`` per channel; ``grey``: the luminance scale, ``error``
+    its relative 1σ; ``colour``: whether the channels got scales of their own."""
 
-    scale: float
+    scale: list[float]
     offset: list[float]
     n_stars: int
     sky_x: list[float]
     sky_ref: list[float]
+    grey: float = 1.0
+    error: float = float("nan")
+    colour: bool = False
     how: str = ""
 
 
@@ -186,44 +208,148 @@ def flux_ratio(f_ref: np.ndarray, f_x: np.ndarray) -> float:
     return float(f_ref[keep].sum() / f_x[keep].sum())
 
 
+def common_star_fluxes(
+    x: Patch,
+    ref: Patch,
+    x_stars: np.ndarray,
+    ref_stars: np.ndarray,
+    blur_var: float = 0.0,
+    aperture_fwhms: float = APERTURE_FWHMS,
+):
+    """Cross-convolved fluxes (``crossphot.cross_fluxes``) of the stars the two catalogues
+    share that stand out in each image on its own; None without a PSF for either image.
+
+    ``blur_var``: variance (px²) of the blur the images share beyond the optics (demosaic,
+    resampling), so that the PSF models describe the optics (``crossphot.image_psf``).
+    """
+    psf_x, psf_r = image_psf(x_stars, blur_var), image_psf(ref_stars, blur_var)
+    if psf_x is None or psf_r is None:
+        return None
+    sx, sr = matched_stars(x_stars, ref_stars)
+    bright = (sx["snr"] >= MIN_SNR_EACH) & (sr["snr"] >= MIN_SNR_EACH)
+    sx, sr = sx[bright], sr[bright]
+    xs, ys = 0.5 * (sx["x"] + sr["x"]), 0.5 * (sx["y"] + sr["y"])
+    return cross_fluxes(x, ref, xs, ys, psf_x, psf_r, aperture_fwhms)
+
+
+def _luminance(m_a, m_b, e_a, e_b):
+    """Per-channel fluxes and errors (n, C) → luminance (n,): sums, errors in quadrature."""
+    return (
+        m_a.sum(axis=1),
+        m_b.sum(axis=1),
+        np.hypot.reduce(e_a, axis=1),
+        np.hypot.reduce(e_b, axis=1),
+    )
+
+
+def check_ratio(
+    x: Patch, ref: Patch, x_stars: np.ndarray, ref_stars: np.ndarray, blur_var: float = 0.0
+) -> tuple[float | None, int]:
+    """(luminance flux ratio x / ref of the common stars, their count), measured in apertures
+    of CHECK_FWHMS instead of the fit's: where the PSF models are wrong, the ratio depends on
+    the aperture, and the check departs from the fit. (None, 0) with too few stars."""
+    got = common_star_fluxes(x, ref, x_stars, ref_stars, blur_var, CHECK_FWHMS)
+    if got is None or got[0].shape[0] == 0:
+        return None, 0
+    m_x, m_r, e_x, e_r = got
+    fit = ratio_of(*_luminance(m_x, m_r, e_x, e_r))
+    return (None, 0) if fit is None else (fit.value, fit.n_stars)
+
+
+def star_scales(
+    x: Patch, ref: Patch, x_stars: np.ndarray, ref_stars: np.ndarray, blur_var: float = 0.0
+) -> tuple[ScaleFit | None, list[ScaleFit | None]]:
+    """(grey, per-channel) flux ratios ref / x of the stars the two catalogues share, by
+    cross-convolved apertures (``crossphot``); (None, [None…]) without enough stars."""
+    nch = x.data.shape[-1]
+    none: tuple[ScaleFit | None, list[ScaleFit | None]] = (None, [None] * nch)
+    got = common_star_fluxes(x, ref, x_stars, ref_stars, blur_var)
+    if got is None or got[0].shape[0] == 0:
+        return none
+    m_x, m_r, e_x, e_r = got
+    grey = ratio_of(*_luminance(m_r, m_x, e_r, e_x))
+    channels = [ratio_of(m_r[:, c], m_x[:, c], e_r[:, c], e_x[:, c]) for c in range(nch)]
+    return grey, channels
+
+
+def common_sky(
+    x: Patch, ref: Patch, samples: int = 40_000
+) -> tuple[list[float], list[float]] | None:
+    """Clipped sky medians per channel of x and ref over their common valid pixels, or None.
+
+    Read on a regular grid of about ``samples`` pixels (every ``step``-th row and column):
+    a median of 4e4 sky pixels is known to 0.6 % of the pixel noise, far below what an
+    offset between frames can show."""
+    ov = overlap(x, ref)
+    if ov is None:
+        return None
+    (ya, xa), (yb, xb) = ov
+    area = (ya.stop - ya.start) * (xa.stop - xa.start)
+    step = max(1, int(np.sqrt(area / samples)))
+    sub_x = (slice(ya.start, ya.stop, step), slice(xa.start, xa.stop, step))
+    sub_r = (slice(yb.start, yb.stop, step), slice(xb.start, xb.stop, step))
+    dx = np.asarray(x.data[sub_x], dtype=np.float32)
+    dr = np.asarray(ref.data[sub_r], dtype=np.float32)
+    both = (np.asarray(x.weight[sub_x]) > 0) & (np.asarray(ref.weight[sub_r]) > 0)
+    both &= np.isfinite(dx).all(axis=-1) & np.isfinite(dr).all(axis=-1)
+    if both.sum() * step * step < MIN_COMMON_PIXELS:
+        return None
+    vx, vr = dx[both], dr[both]
+    nch = vx.shape[-1]
+    return [clipped_median(vx[:, c]) for c in range(nch)], [
+        clipped_median(vr[:, c]) for c in range(nch)
+    ]
+
+
 def photometric_fit(
     x: Patch,
     ref: Patch,
     x_stars: np.ndarray | None = None,
     ref_stars: np.ndarray | None = None,
+    blur_var: float = 0.0,
 ) -> PhotometricFit | None:
-    """Grey scale from common stars + per-channel sky offset; None without enough stars.
+    """Scale from common stars + per-channel sky offset; None without enough stars or sky.
 
-    The stars are matched through the two images' canvas catalogues (``x_stars`` /
-    ``ref_stars``: a frame's own catalogue moved onto the grid, or one made once for a
-    reference used many times; made from the patch when not given). Where the two images'
-    seeing agrees (median FWHM within ``SAME_SEEING``) the scale is the clipped Σ-ratio of
-    aperture sums of APERTURE_FWHMS × the larger FWHM (the same fraction of light in both,
-    the lowest noise); where it does not, the catalogue's Moffat-fit totals, which do not
-    depend on seeing (``star_photometry``). ``how`` says which.
+    ``x_stars`` / ``ref_stars``: the two images' star catalogues on the grid (a frame's own
+    catalogue moved onto it, or one made once for a reference used many times; made from
+    the patch when not given). Per-channel scales where the stars show a colour change
+    (``_colour_change``), the grey (luminance) scale otherwise; ``how`` says which.
     """
-    area = common_area(x, ref)
-    if area is None:
+    skies = common_sky(x, ref)
+    if skies is None:
         return None
-    xi, ri, both = area
     x_stars = patch_stars(x) if x_stars is None else x_stars
     ref_stars = patch_stars(ref) if ref_stars is None else ref_stars
-    sx, sr = matched_stars(x_stars, ref_stars)
-    if len(sx) < MIN_STARS:
+    grey, channels = star_scales(x, ref, x_stars, ref_stars, blur_var)
+    if grey is None:
         return None
-    fwhm_x, fwhm_r = median_fwhm(x_stars), median_fwhm(ref_stars)
-    scale, n, how = catalogue_ratio(sr, sx), len(sx), "catalogue fluxes"
-    if np.isfinite(fwhm_x + fwhm_r) and abs(np.log(fwhm_x / fwhm_r)) <= SAME_SEEING:
-        oy, ox = max(x.y0, ref.y0), max(x.x0, ref.x0)  # canvas origin of the common area
-        radius = APERTURE_FWHMS * max(fwhm_x, fwhm_r)
-        fx, fr = star_fluxes(xi, ri, both, radius, positions=(sr["x"] - ox, sr["y"] - oy))
-        if fx.shape[0] >= MIN_STARS:
-            scale, n = flux_ratio(fr.sum(axis=1), fx.sum(axis=1)), int(fx.shape[0])
-            how = f"apertures of {radius:.1f} px"
-    nch = xi.shape[-1]
-    idx = sky_sample_index(both)
-    xf, rf = xi.reshape(-1, nch), ri.reshape(-1, nch)
-    sky_x = [clipped_median(xf[idx, c]) for c in range(nch)]
-    sky_r = [clipped_median(rf[idx, c]) for c in range(nch)]
-    offset = [sr_ - scale * sx_ for sx_, sr_ in zip(sky_x, sky_r, strict=True)]
-    return PhotometricFit(scale, offset, n, sky_x, sky_r, how)
+    colour, note = _colour_change(grey, channels)
+    nch = len(channels)
+    scale = [c.value for c in channels] if colour else [grey.value] * nch  # type: ignore[union-attr]
+    how = f"{grey.n_stars} common stars, {note}"
+    sky_x, sky_r = skies
+    offset = [sr_ - s * sx_ for s, sx_, sr_ in zip(scale, sky_x, sky_r, strict=True)]
+    return PhotometricFit(
+        scale, offset, grey.n_stars, sky_x, sky_r, grey.value, grey.error, colour, how
+    )
+
+
+def _colour_change(grey: ScaleFit, channels: list[ScaleFit | None]) -> tuple[bool, str]:
+    """(per-channel scales?, what the report says): per channel when every channel was
+    measured to COLOUR_MAX_ERROR and one differs from the grey scale by COLOUR_SIGNIFICANCE σ
+    and COLOUR_MIN_CHANGE; a colour the stars cannot tell from grey would add colour noise."""
+    if len(channels) == 1:
+        return False, f"grey (± {grey.error:.2%})"
+    if any(c is None or c.error > COLOUR_MAX_ERROR for c in channels):
+        errors = [c.error if c is not None else float("nan") for c in channels]
+        return False, f"grey (± {grey.error:.2%}; per-channel errors {_pct(errors)})"
+    change = [abs(np.log(c.value / grey.value)) for c in channels]  # type: ignore[union-attr]
+    dev = [d / c.error for d, c in zip(change, channels, strict=True)]  # type: ignore[union-attr]
+    values = "/".join(f"{c.value:.4f}" for c in channels)  # type: ignore[union-attr]
+    if any(d >= COLOUR_SIGNIFICANCE and x >= COLOUR_MIN_CHANGE for d, x in zip(dev, change)):
+        return True, f"per channel {values} (colour change {max(change):.1%}, {max(dev):.1f}σ)"
+    return False, f"grey (± {grey.error:.2%}; channels {values} within {max(change):.1%})"
+
+
+def _pct(values: list[float]) -> str:
+    return "/".join(f"{v:.2%}" if np.isfinite(v) else "n/a" for v in values)

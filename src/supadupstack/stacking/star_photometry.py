@@ -22,20 +22,37 @@ from astropy.wcs import WCS
 from scipy.spatial import cKDTree
 
 from supadupstack.canvas.resample import Patch
-from supadupstack.catalogue.detect import BLENDED, EDGE, FIT_FAILED, SATURATED, detect_stars
-from supadupstack.frames.quality import luminance
+from supadupstack.catalogue.detect import (
+    BLENDED,
+    EDGE,
+    FIT_FAILED,
+    SATURATED,
+    DetectionSettings,
+    detect_stars,
+)
+from supadupstack.catalogue.stage import detection_luminance
+from supadupstack.frames.quality import SATURATION_ADU
 
 MATCH_RADIUS_PX = 1.5  # registration puts common stars within ~0.3 px of each other
 MIN_PAIR_SNR = 30.0  # on the two images together (selecting on one biases its fluxes high)
 BAD_FLAGS = EDGE | SATURATED | FIT_FAILED | BLENDED
 FLUX_FLOOR = 0.02  # systematic error of one star's catalogue flux (fraction)
+# a frame clips at SATURATION_ADU; in a stack of frames scaled by 0.8-1.2 its clipped cores
+# land anywhere from ~0.8 of it, so stacks flag from there (a bright unclipped star lost is
+# one star fewer; a clipped one kept biases the scale)
+STACK_SATURATION_ADU = 0.8 * SATURATION_ADU
 
 
-def patch_stars(patch: Patch) -> np.ndarray:
-    """Star catalogue of a patch's luminance in canvas pixels (STAR_DTYPE, brightest first)."""
+def patch_stars(patch: Patch, saturation_adu: float = STACK_SATURATION_ADU) -> np.ndarray:
+    """Star catalogue of a patch's luminance in canvas pixels (STAR_DTYPE, brightest first).
+
+    Stars with a channel at or above ``saturation_adu`` in their core are flagged saturated;
+    the default suits stacks, whose clipped cores end wherever each frame's scale put them.
+    """
     data = np.asarray(patch.data)
-    lum = np.where(np.asarray(patch.weight) > 0, luminance(data), np.nan).astype(np.float32)
-    stars = detect_stars(lum)
+    lum = detection_luminance(data, saturation_adu)
+    lum = np.where(np.asarray(patch.weight) > 0, lum, np.nan).astype(np.float32)
+    stars = detect_stars(lum, DetectionSettings(saturation_adu=saturation_adu))
     stars["x"] += patch.x0
     stars["y"] += patch.y0
     return stars
@@ -43,7 +60,8 @@ def patch_stars(patch: Patch) -> np.ndarray:
 
 def stars_on_grid(stars: np.ndarray, frame_wcs: WCS, grid_wcs: WCS) -> np.ndarray:
     """A frame's catalogue moved onto the canvas: positions through both WCSs, fluxes times
-    the canvas pixels per frame pixel at each star (|det| of the local Jacobian)."""
+    the canvas pixels per frame pixel at each star (|det| of the local Jacobian), FWHMs
+    times its square root (canvas pixels)."""
     out = stars.copy()
     if len(stars) == 0:
         return out
@@ -56,7 +74,9 @@ def stars_on_grid(stars: np.ndarray, frame_wcs: WCS, grid_wcs: WCS) -> np.ndarra
     jxx, jyx = cx[n : 2 * n] - cx[:n], cy[n : 2 * n] - cy[:n]
     jxy, jyy = cx[2 * n :] - cx[:n], cy[2 * n :] - cy[:n]
     out["x"], out["y"] = cx[:n], cy[:n]
-    out["flux"] = stars["flux"] * np.abs(jxx * jyy - jxy * jyx)
+    area = np.abs(jxx * jyy - jxy * jyx)
+    out["flux"] = stars["flux"] * area
+    out["fwhm"] = stars["fwhm"] * np.sqrt(area)
     return out
 
 

@@ -1,0 +1,207 @@
+"""One photometric solution for a set of overlapping tiles: the step both modes share.
+
+Tiles are master tiles of a mosaic (classic) or mega-tiles of one field (SDS). Each pair of
+tiles that was fitted (``PairFit``: ``tile_i ≈ scale · tile_j + offset`` on their overlap,
+with the sky medians of both there) is one edge of a graph; the solution puts every tile
+on the anchor's scale at once, so a tile that barely overlaps the anchor gets its gain
+chained through its neighbours rather than from a few shared stars (SDS's former rule, one
+fit against the reference, is the star-shaped case of this graph):
+
+1. Gains: log g_j − log g_i = log s_ij per channel for every pair with a gain fit (weight
+   1 / relative error²: a pixel regression is given 1e-3 so it only decides tiles that no
+   star fit reaches; a pair without any fit none), the anchor's log gain fixed at 0.
+2. Offsets, given the gains: g_i·m_i + o_i = g_j·m_j + o_j for every pair with sky medians
+   (m; weight: common pixels), even one without a gain fit, the anchor's offset fixed at 0.
+   Tiles not connected to the anchor form their own component, anchored at its largest tile
+   (noted); a tile linked only by pairs without a gain fit keeps gain 1 but still takes its
+   sky from its neighbours.
+3. Gains outside [gain_min, gain_max] are clamped (warned, noted); offsets are solved after
+   clamping so the skies still agree.
+
+Residuals per pair (relative gain mismatch, sky mismatch in ADU per channel) go to the report.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+PIXEL_FIT_WEIGHT = 1e-3  # vs ≳ 1e4 for a star fit: decides only tiles no other fit reaches
+
+
+@dataclass
+class PairFit:
+    """``tile_i ≈ scale · tile_j + offset`` on their overlap (positions in the tile list)."""
+
+    i: int
+    j: int
+    scale: list[float]
+    offset: list[float]
+    sky_i: list[float]
+    sky_j: list[float]
+    n_sources: int
+    common_pixels: int
+    how: str
+    weight: float = 0.0
+    residual_gain: float | None = None
+    residual_offset: list[float] = field(default_factory=list)
+
+
+@dataclass
+class TileHarmony:
+    """Per-tile harmonisation: ``harmonised = gain · tile + offset`` (per channel)."""
+
+    index: int
+    gain: list[float]
+    offset: list[float]
+    anchor: bool = False
+    clamped: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def _components(n: int, edges: list[tuple[int, int]]) -> list[list[int]]:
+    """Connected components of tiles 0..n-1 linked by pair fits."""
+    parent = list(range(n))
+
+    def find(k: int) -> int:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    for i, j in edges:
+        parent[find(i)] = find(j)
+    comps: dict[int, list[int]] = {}
+    for k in range(n):
+        comps.setdefault(find(k), []).append(k)
+    return sorted(comps.values())
+
+
+def _lstsq(n: int, rows: list[tuple[int, int, float, float]], fixed: list[int]) -> np.ndarray:
+    """x with x_j − x_i ≈ d for rows (i, j, d, weight); x = 0 at ``fixed``; others free."""
+    free = [k for k in range(n) if k not in fixed]
+    x = np.zeros(n)
+    if not free or not rows:
+        return x
+    col = {k: c for c, k in enumerate(free)}
+    a = np.zeros((len(rows), len(free)))
+    rhs = np.zeros(len(rows))
+    for r, (i, j, d, w) in enumerate(rows):
+        sw = math.sqrt(w)
+        if j in col:
+            a[r, col[j]] += sw
+        if i in col:
+            a[r, col[i]] -= sw
+        rhs[r] = sw * d
+    sol = np.linalg.lstsq(a, rhs, rcond=None)[0]
+    for k, c in col.items():
+        x[k] = sol[c]
+    return x
+
+
+def _roots(n: int, edges: list[tuple[int, int]], anchor: int, sizes: list[float]) -> list[int]:
+    """One fixed tile per connected component: the anchor, else the component's largest."""
+    return [
+        anchor if anchor in comp else max(comp, key=lambda k: (sizes[k], -k))
+        for comp in _components(n, edges)
+    ]
+
+
+def solve(
+    indices: list[int],
+    pairs: list[PairFit],
+    anchor: int,
+    sizes: list[float],
+    nch: int,
+    gain_range: tuple[float, float],
+) -> list[TileHarmony]:
+    """Global gains and offsets (positions in ``indices``); ``anchor`` is a position;
+    ``sizes``: what picks the root of a component the anchor does not reach (coverage)."""
+    gain_min, gain_max = gain_range
+    n = len(indices)
+    pos = {t: k for k, t in enumerate(indices)}
+    notes: list[list[str]] = [[] for _ in range(n)]
+    # gains are tied only by pairs with a gain fit; offsets by every pair with sky medians, so
+    # a tile whose only link has no gain fit still gets its sky from that neighbour
+    gain_edges = [(pos[p.i], pos[p.j]) for p in pairs if _gain_weight(p) > 0]
+    sky_edges = [(pos[p.i], pos[p.j]) for p in pairs if np.isfinite(p.sky_i + p.sky_j).all()]
+    fixed, fixed_sky = _roots(n, gain_edges, anchor, sizes), _roots(n, sky_edges, anchor, sizes)
+    for comp in _components(n, sky_edges):
+        root = next(k for k in comp if k in fixed_sky)
+        for k in comp:
+            if root != anchor:
+                notes[k].append(f"not connected to the anchor; component anchored at tile {root}")
+            elif k in fixed and k != anchor:
+                notes[k].append("no gain fit links it to the anchor: gain fixed at 1")
+    gains = np.ones((n, nch))
+    offsets = np.zeros((n, nch))
+    for c in range(nch):
+        rows = [
+            (pos[p.i], pos[p.j], math.log(p.scale[c]), _gain_weight(p))
+            for p in pairs
+            if p.scale[c] > 0 and _gain_weight(p) > 0
+        ]
+        gains[:, c] = np.exp(_lstsq(n, rows, fixed))
+    clamped = (gains < gain_min) | (gains > gain_max)
+    for k in np.flatnonzero(clamped.any(axis=1)):
+        log.warning(
+            "tile %d: gain %s clamped to [%g, %g]",
+            indices[k],
+            [round(float(g), 4) for g in gains[k]],
+            gain_min,
+            gain_max,
+        )
+        notes[k].append(f"gain clamped to [{gain_min}, {gain_max}]")
+    gains = np.clip(gains, gain_min, gain_max)
+    for c in range(nch):
+        # o_i − o_j = g_j m_j − g_i m_i, written as x_j − x_i = d with x = −o
+        rows = []
+        for p in pairs:
+            i, j = pos[p.i], pos[p.j]
+            d = gains[i, c] * p.sky_i[c] - gains[j, c] * p.sky_j[c]
+            if math.isfinite(d):
+                rows.append((i, j, -d, float(p.common_pixels)))
+        offsets[:, c] = -_lstsq(n, rows, fixed_sky)
+    return [
+        TileHarmony(
+            indices[k],
+            [float(v) for v in gains[k]],
+            [float(v) for v in offsets[k]],
+            anchor=k == anchor,
+            clamped=bool(clamped[k].any()),
+            notes=notes[k],
+        )
+        for k in range(n)
+    ]
+
+
+def _gain_weight(p: PairFit) -> float:
+    """Weight of a pair's gain in the global fit: 1 / relative error² (see ``pair_fit``)."""
+    return p.weight
+
+
+def residuals(pairs: list[PairFit], harmony: list[TileHarmony]) -> dict:
+    """Fill each pair's residuals; return their RMS (relative gain, ADU per channel)."""
+    by = {h.index: h for h in harmony}
+    rg, ro = [], []
+    for p in pairs:
+        hi, hj = by[p.i], by[p.j]
+        p.residual_gain = float(np.mean(hj.gain) / (np.mean(hi.gain) * np.mean(p.scale)) - 1)
+        p.residual_offset = [
+            float(gi * si + oi - (gj * sj + oj))
+            for gi, oi, si, gj, oj, sj in zip(
+                hi.gain, hi.offset, p.sky_i, hj.gain, hj.offset, p.sky_j, strict=True
+            )
+        ]
+        rg.append(p.residual_gain)
+        ro.append(p.residual_offset)
+    if not pairs:
+        return {"gain_rms": None, "offset_rms_adu": None}
+    return {
+        "gain_rms": float(np.sqrt(np.mean(np.square(rg)))),
+        "offset_rms_adu": [float(v) for v in np.sqrt(np.mean(np.square(ro), axis=0))],
+    }
