@@ -21,6 +21,7 @@ from astropy.wcs import WCS
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from peers import doc, grid, reproject_baseline, siril_runner, swarp_runner  # noqa: E402
+from peers.monitor import scratch_dir  # noqa: E402
 from peers.table import Row, markdown_table, text_table  # noqa: E402
 
 from supadupstack.config import Config  # noqa: E402
@@ -67,6 +68,18 @@ def test_tables_show_ratio_per_frame_and_skip_reason():
     assert len(md) == 5 and md[1].count("---") == len(md[0].split("|")) - 2
     verdicts = doc.fmt_targets(rows, rows[0].wall_s)
     assert verdicts == ["target ≥ 10× faster than reproject: 12.5× — met"]
+
+
+def test_failed_row_and_scratch_dir(tmp_path):
+    row = Row.failed("Siril", "log: Running command: stack\nlog: Script execution failed.\n")
+    assert row.skipped == "failed: log: Script execution failed."
+    assert Row.failed("x", "").skipped == "failed: no output"
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "old").write_text("stale")
+    with scratch_dir(tmp_path / "s") as folder:
+        assert list(folder.iterdir()) == []  # a leftover of an earlier run is gone
+        (folder / "plane.fits").write_text("x")
+    assert not folder.exists()
 
 
 def test_write_doc_has_table_machine_and_versions(tmp_path):
@@ -239,8 +252,9 @@ def test_siril_on_tiny_lands_on_truth(tiny, tmp_path):
     before = sorted(p.name for p in (out / "frames").rglob("*"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        exe = siril_runner.binary()
         row, notes, nat = siril_runner.bench(
-            frames, grid_path, tmp_path, tmp_path / "logs", "Siril", siril_runner.FINDSTAR_SIGMA
+            exe, frames, grid_path, tmp_path, tmp_path / "logs", "Siril"
         )
     assert row.skipped is None and row.n_used == len(frames) == 6, row.skipped
     assert "rows flipped: no" in notes[0] and not (tmp_path / "siril_tmp").exists()

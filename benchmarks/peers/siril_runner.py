@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from supadupstack.frames.fits_io import load_pixels
 from supadupstack.frames.model import Frame
 
 from .grid import footprint_coverage, load_grid, resample, write_output
-from .monitor import Measured, run_measured
+from .monitor import Measured, run_measured, scratch_dir, tool_output
 from .table import Row
 
 BASENAME = "light"
@@ -75,10 +74,7 @@ def binary() -> str | None:
 def version() -> str | None:
     """Siril's version number, e.g. "1.0.6", or None when it is not installed."""
     exe = binary()
-    if exe is None:
-        return None
-    out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=False)
-    match = re.search(r"(\d+\.\d+\.\d+\S*)", out.stdout + out.stderr)
+    match = re.search(r"(\d+\.\d+\.\d+\S*)", tool_output([exe, "--version"]) if exe else "")
     return match.group(1) if match else None
 
 
@@ -148,11 +144,10 @@ def stacked_indices(proc: Path) -> list[int]:
 def run(
     exe: str, frames: list[Frame], work: Path, log: Path, sigma: float = FINDSTAR_SIGMA
 ) -> tuple[Measured, SirilFacts]:
-    """Run Siril on ``frames`` in a fresh ``work`` folder; the stack is ``work/stack.fit``.
+    """Run Siril on ``frames`` in the empty folder ``work``; the stack is ``work/stack.fit``.
 
     Wall time and peak memory are those of the siril-cli process tree only.
     """
-    shutil.rmtree(work, ignore_errors=True)
     link_frames(frames, work / "in")
     (work / "cfg").mkdir(parents=True)
     ssf = work / "stack.ssf"
@@ -233,30 +228,25 @@ def to_grid(
 
 
 def bench(
-    frames: list[Frame], grid_path: Path, work: Path, logs: Path, label: str, sigma: float
+    exe: str,
+    frames: list[Frame],
+    grid_path: Path,
+    work: Path,
+    logs: Path,
+    label: str,
+    sigma: float = FINDSTAR_SIGMA,
 ) -> tuple[Row, list[str], Path | None]:
     """Siril's benchmark row, its notes and its native-grid output (None when it failed).
 
     Writes ``work/siril.native.fits`` (reference grid) and ``work/siril.fits`` (benchmark
     grid); the converted and registered frames (a few GB on long nights) are removed after.
     """
-    exe = binary()
-    if exe is None:
-        return (
-            Row(label, skipped="siril-cli not installed (bash benchmarks/setup_peers.sh)"),
-            [],
-            None,
-        )
-    folder = work / "siril_tmp"
-    try:
+    with scratch_dir(work / "siril_tmp") as folder:
         m, facts = run(exe, frames, folder, logs / "siril.log", sigma)
         if m.returncode != 0 or not (folder / "stack.fit").exists():
-            last = m.output_tail.strip().splitlines()[-1:] or ["no output"]
-            return Row(label, skipped=f"failed: {last[0][:120]}"), [], None
+            return Row.failed(label, m.output_tail), [], None
         nat, flipped = native(folder / "stack.fit", frames, facts, work / "siril.native.fits")
         to_grid(nat, frames, facts, grid_path, work / "siril.fits")
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
     dropped = [Path(frames[i].path).name for i in range(len(frames)) if i not in facts.stacked]
     rejection = "; ".join(r.split(": ", 1)[-1] for r in facts.rejection)
     notes = [
