@@ -40,8 +40,9 @@ from .table import Row
 BASENAME = "light"
 # Siril 1.0's star detection threshold (``setfindstar`` sigma, in units of the background
 # noise; its default is 1.0). At 1.0 Siril finds ~9 stars per simulated frame and registers 1
-# of 48 (10 star pairs needed); at 0.5 31 of 48; at 0.3 every frame but the cloudy, blurred
-# and black ones, which is where a user lowering it until the good frames register stops.
+# of 48 (its log: "Not enough star pairs (8)"); at 0.5 31 of 48; at 0.3 every frame but the
+# cloudy, blurred and black ones, where a user lowering it until the good frames register
+# stops.
 FINDSTAR_SIGMA = 0.3
 FINDSTAR_ROUNDNESS = 0.5  # Siril's default
 # Siril's 32-bit float pixels are the 16-bit ADU divided by 65535 (USHRT_MAX).
@@ -79,7 +80,26 @@ def version() -> str | None:
 
 
 def script(findstar_sigma: float = FINDSTAR_SIGMA, ref: int = 1) -> str:
-    """The Siril 1.0 script (``ref`` is 1-based, as Siril counts), run from the work folder."""
+    """The Siril 1.0 script (``ref`` is 1-based, as Siril counts), run from the work folder.
+
+    - ``requires 1.0.0``: the commands and options below are those of Siril 1.0 (checked on
+      1.0.6); an older Siril stops here with a clear error.
+    - ``setfindstar SIGMA 0.5``: star detection threshold (see ``FINDSTAR_SIGMA``) and
+      Siril's default roundness; registration drops frames with too few matched star pairs
+      (8 or 9 are too few for Siril 1.0.6's default ``-minpairs``).
+    - ``cd in`` / ``convert light -debayer -out=../proc``: FITS → Siril sequence
+      ``light_00001.fit``... in ``proc``, demosaiced with the header's ``BAYERPAT`` (Siril's
+      default RCD); without ``-debayer`` Siril would only link the CFA frames.
+    - ``cd ../proc`` / ``setref light REF``: the registration reference, so the stack's pixel
+      grid is that frame's and its sidecar WCS applies.
+    - ``register light``: global star alignment (homography, Siril 1.0's default), writes the
+      resampled ``r_light_*.fit``; frames with too few star pairs are left out.
+    - ``stack r_light rej w 3 3 -norm=addscale -weighted -out=../stack``: winsorized σ
+      rejection 3/3 (Siril's default), additive normalisation with scaling, weights from the
+      background noise; the 32-bit result stays in ADU/65535 (no ``-output_norm``, which
+      would stretch min..max to 0..1 and lose the ADU scale the noise metric needs).
+    - ``close``: the sequence is closed before Siril exits.
+    """
     lines = [
         "requires 1.0.0",
         f"setfindstar {findstar_sigma:g} {FINDSTAR_ROUNDNESS:g}",
