@@ -1,4 +1,4 @@
-"""Side-by-side benchmark: supadupstack SDS against astropy ``reproject`` and SWarp.
+"""Side-by-side benchmark: supadupstack SDS against astropy ``reproject``, SWarp and Siril.
 
 On one simulated dataset with truth (default 48 frames of ``sds-nights``, sidecar WCS given
 to every tool) this runs, in one session and each in its own process:
@@ -6,6 +6,9 @@ to every tool) this runs, in one session and each in its own process:
   (b) the reproject baseline (``reproject_interp`` order 1 + ``reproject_and_coadd`` mean);
   (c) SWarp per channel (BILINEAR, MEDIAN by default) when the ``SWarp`` binary is installed
       (``bash benchmarks/setup_peers.sh``), else the row says why it was skipped;
+  (d) Siril (``siril-cli``) on the raw frames, by a generated script: debayer, star
+      registration, winsorized-σ stack (``peers/siril_runner.py``), resampled onto the grid
+      for the metrics; skipped with the reason when ``siril-cli`` is not installed;
 then prints one table (wall s, s/frame, peak MB of the process tree, SDS speed ratio, truth
 metrics on the same pixels) and writes it with the machine description to
 ``docs/benchmarks.md``. ``--profile`` adds a cProfile of SDS run in one process.
@@ -29,8 +32,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from peers import doc, grid, reproject_baseline, swarp_runner  # noqa: E402
-from peers.monitor import run_measured  # noqa: E402
+from peers import doc, grid, reproject_baseline, siril_runner, swarp_runner  # noqa: E402
+from peers.monitor import run_measured, scratch_dir  # noqa: E402
 from peers.table import Row, machine, text_table  # noqa: E402
 
 from supadupstack import __version__  # noqa: E402
@@ -108,9 +111,20 @@ def _run_peer(tool: str, label: str, args: list[str], n: int, logs: Path) -> Row
     cmd = [sys.executable, str(Path(__file__).resolve()), "_peer", tool, *args]
     m = run_measured(cmd, logs / f"{tool}.log")
     if m.returncode != 0:
-        last = m.output_tail.strip().splitlines()[-1:] or ["no output"]
-        return Row(label, skipped=f"failed: {last[0][:120]}")
+        return Row.failed(label, m.output_tail)
     return Row(label, m.wall_s, n, m.peak_mb, n)
+
+
+def _skip_reason(skip: bool, option: str, missing_tool: str | None = None) -> str | None:
+    """Why a peer does not run: its ``--skip-…`` ``option`` was given, or ``missing_tool`` is
+    not installed; None when it runs."""
+    if skip:
+        return option
+    if missing_tool:
+        why = f"{missing_tool} not installed (bash benchmarks/setup_peers.sh)"
+        print(f"skipping: {why}")
+        return why
+    return None
 
 
 def _profile_sds(frames: Path, out: Path, top: int = 25) -> str:
@@ -156,6 +170,13 @@ def main() -> None:
     ap.add_argument("--reproject-parallel", type=int, default=0, help="reproject workers (>1)")
     ap.add_argument("--skip-reproject", action="store_true")
     ap.add_argument("--skip-swarp", action="store_true")
+    ap.add_argument("--skip-siril", action="store_true")
+    ap.add_argument(
+        "--siril-sigma",
+        type=float,
+        default=siril_runner.FINDSTAR_SIGMA,
+        help="Siril star detection threshold (setfindstar sigma)",
+    )
     ap.add_argument("--sds-set", action="append", default=[], help="SDS config override KEY=VALUE")
     ap.add_argument("--no-warmup", action="store_true", help="measure SDS with a cold cache")
     ap.add_argument("--profile", action="store_true", help="also cProfile SDS in one process")
@@ -185,32 +206,28 @@ def main() -> None:
     gwcs, gshape = grid.save_grid(frame_list, cfg, grid_path)
     print(f"  {sds_row.wall_s:.1f} s; grid {gshape[1]}x{gshape[0]} px", flush=True)
     rows, notes = [sds_row], []
-    rep_args = [str(frames), str(grid_path), str(work / "reproject.fits")]
     rep_label = "reproject (interp + coadd mean)"
-    if a.skip_reproject:
-        rows.append(Row(rep_label, skipped="--skip-reproject"))
+    why = _skip_reason(a.skip_reproject, "--skip-reproject")
+    if why:
+        rows.append(Row(rep_label, skipped=why))
     else:
         print("running reproject baseline (several minutes) ...", flush=True)
+        rep_args = [str(frames), str(grid_path), str(work / "reproject.fits")]
         rep_args += ["--parallel", str(a.reproject_parallel)]
         rows.append(_run_peer("reproject", rep_label, rep_args, n_in, logs))
         print(f"  {rows[-1].wall_s:.1f} s", flush=True)
     sw_label = f"SWarp ({a.swarp_combine.lower()})"
-    sw_ver = swarp_runner.version()
-    if a.skip_swarp:
-        rows.append(Row(sw_label, skipped="--skip-swarp"))
-    elif swarp_runner.binary() is None:
-        why = "SWarp not installed (bash benchmarks/setup_peers.sh)"
-        print(f"skipping SWarp: {why}")
+    sw_ver, sw_exe = swarp_runner.version(), swarp_runner.binary()
+    why = _skip_reason(a.skip_swarp, "--skip-swarp", None if sw_exe else "SWarp")
+    if why:
         rows.append(Row(sw_label, skipped=why))
     else:
         print("running SWarp ...", flush=True)
-        sw_tmp = work / "swarp_tmp"
-        shutil.rmtree(sw_tmp, ignore_errors=True)
-        sw_tmp.mkdir(parents=True)
         sw_out = work / "swarp.fits"
-        sw_args = [str(frames), str(grid_path), str(sw_out)]
-        sw_args += ["--combine", a.swarp_combine, "--tmp", str(sw_tmp)]
-        rows.append(_run_peer("swarp", sw_label, sw_args, n_in, logs))
+        with scratch_dir(work / "swarp_tmp") as sw_tmp:
+            sw_args = [str(frames), str(grid_path), str(sw_out)]
+            sw_args += ["--combine", a.swarp_combine, "--tmp", str(sw_tmp)]
+            rows.append(_run_peer("swarp", sw_label, sw_args, n_in, logs))
         facts_path = sw_out.with_suffix(".facts.json")
         if facts_path.exists():
             f = json.loads(facts_path.read_text())
@@ -220,19 +237,34 @@ def main() -> None:
                 f"({f['swarp_s'] / n_in:.2f} s per frame for the 3 channels); "
                 f"{f['sip_dropped']} frame WCS had SIP terms dropped."
             )
-        shutil.rmtree(sw_tmp, ignore_errors=True)
         print(f"  {rows[-1].wall_s:.1f} s", flush=True)
+    si_ver, si_exe = siril_runner.version(), siril_runner.binary()
+    si_label = f"Siril {si_ver or ''} (winsorized 3/3)".replace("  ", " ")
+    si_native = None
+    why = _skip_reason(a.skip_siril, "--skip-siril", None if si_exe else "siril-cli")
+    if why:
+        rows.append(Row(si_label, skipped=why))
+    else:
+        print("running Siril ...", flush=True)
+        si_row, si_notes, si_native = siril_runner.bench(
+            si_exe, frame_list, grid_path, work, logs, si_label, a.siril_sigma
+        )
+        rows.append(si_row)
+        notes += si_notes
+        print(f"  {si_row.skipped or f'{si_row.wall_s:.1f} s'}", flush=True)
 
     print("measuring truth metrics ...", flush=True)
     sds_row.metrics = _metrics(sds_fits, truth)
-    cov = None
-    for row, name in ((rows[1], "reproject"), (rows[2], "swarp")):
+    for row, name in zip(rows[1:], ("reproject", "swarp", "siril"), strict=True):
         if row.skipped:
             continue
-        if name == "swarp":
-            cov = grid.footprint_coverage(frame_list, gwcs, gshape)
+        cov = grid.footprint_coverage(frame_list, gwcs, gshape) if name == "swarp" else None
         same = grid.like_sds(work / f"{name}.fits", sds_fits, work / f"{name}.like_sds.fits", cov)
         row.metrics = _metrics(same, truth)
+    if si_native is not None:
+        si_like = work / "siril.like_sds.fits"
+        native_m = _metrics(si_native, truth)
+        notes.append(siril_runner.native_note(native_m, rows[3].metrics, si_like, sds_fits))
 
     rejected = report["frames_rejected"]
     notes += [
@@ -263,7 +295,7 @@ def main() -> None:
             if a.reproject_parallel > 1
             else " (its default, parallel=False)"
         )
-        + "; supadupstack and SWarp use all cores.",
+        + "; supadupstack, SWarp and Siril use all cores.",
         (
             f"SDS was measured with numba's cache warm (a tiny-preset run first took "
             f"{t_warm:.1f} s; ~30 s of it is compiling the kernels when their cache is stale)."
@@ -298,6 +330,7 @@ def main() -> None:
         "supadupstack": __version__,
         "reproject": reproject.__version__,
         "SWarp": sw_ver.replace("SWarp version ", "") if sw_ver else "not installed",
+        "Siril": si_ver or "not installed",
         "Python": mach["python"],
     }
     dataset = {
@@ -307,7 +340,7 @@ def main() -> None:
         "seed": a.seed,
     }
     path = doc.write_doc(
-        a.doc, rows, sds_row.wall_s, dataset, versions, notes, a.swarp_combine, mach
+        a.doc, rows, sds_row.wall_s, dataset, versions, notes, a.swarp_combine, mach, a.siril_sigma
     )
     results = [r.__dict__ | {"per_frame_s": r.per_frame_s} for r in rows]
     (work / "results.json").write_text(json.dumps(results, indent=1, default=_num))

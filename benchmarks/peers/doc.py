@@ -6,6 +6,7 @@ import math
 from datetime import UTC, datetime
 from pathlib import Path
 
+from .siril_runner import FINDSTAR_SIGMA
 from .table import Row, machine, markdown_table
 
 SETTINGS = {
@@ -27,6 +28,17 @@ SETTINGS = {
         "SDS canvas (`.head` file): RESAMPLING_TYPE BILINEAR, SUBTRACT_BACK N, "
         "FSCALASTRO_TYPE NONE, NTHREADS 0 (all cores), COMBINE_TYPE {combine}. "
         "Wall time includes writing the planes."
+    ),
+    "Siril": (
+        "`siril-cli -s` on the raw frames (linked into a work folder), default preferences "
+        "(RCD debayer, header Bayer pattern, all cores), script: `setfindstar {sigma:g} 0.5` "
+        "(star threshold lowered from 1.0: at 1.0 Siril matches too few stars on these "
+        "frames), `convert light -debayer`, `setref light 1` (Siril's default reference, "
+        "made explicit), `register light` (global star alignment, homography, Siril's default "
+        "interpolation), `stack r_light rej w 3 3 -norm=addscale -weighted` (winsorized σ "
+        "3/3, additive + scale normalisation, noise weights; no `-output_norm`, so the 32-bit "
+        "result stays in ADU/65535). Its stack, in the reference frame's pixels, gets that "
+        "frame's sidecar WCS and is resampled onto the SDS canvas (bilinear) for the metrics."
     ),
 }
 
@@ -60,6 +72,7 @@ def write_doc(
     notes: list[str],
     swarp_combine: str,
     mach: dict | None = None,
+    siril_sigma: float = FINDSTAR_SIGMA,
 ) -> Path:
     """Write the benchmark page; ``dataset`` has preset, frames, frames_per_session, seed."""
     mach = mach or machine()
@@ -98,13 +111,14 @@ def write_doc(
         "bad pixels (winsorized σ); the reproject mean rejects nothing; SWarp "
         f"{swarp_combine} rejects pixels only"
         + (" (a median ignores the trail)" if swarp_combine == "MEDIAN" else "")
-        + ". The bad frames are in the data on purpose.",
+        + "; Siril stacks only the frames whose star matching succeeds and rejects pixels by "
+        "winsorized σ. The bad frames are in the data on purpose.",
         "",
         "## Settings",
         "",
     ]
     for tool, text in SETTINGS.items():
-        lines.append(f"- **{tool}**: {text.format(combine=swarp_combine)}")
+        lines.append(f"- **{tool}**: {text.format(combine=swarp_combine, sigma=siril_sigma)}")
     lines += ["", "## Metrics", "", METRICS, "", "## Notes", ""]
     lines += [f"- {n}" for n in notes]
     lines.append("")

@@ -54,6 +54,19 @@ def write_output(path: Path, image: np.ndarray, coverage: np.ndarray, wcs: WCS) 
     return path
 
 
+def resample(image: np.ndarray, wcs_in: WCS, wcs: WCS, shape: tuple[int, int]) -> np.ndarray:
+    """(C, H, W) float32 image resampled bilinearly (``reproject_interp``, order 1) onto the
+    grid ``wcs``/``shape``; NaN where no input pixel lands."""
+    from reproject import reproject_interp
+
+    planes = []
+    for plane in image:
+        arr, foot = reproject_interp((plane, wcs_in), wcs, shape, order="bilinear")
+        arr[foot <= 0] = np.nan
+        planes.append(arr.astype(np.float32))
+    return np.stack(planes)
+
+
 def crop_offset(grid_wcs: WCS, sub_wcs: WCS) -> tuple[int, int]:
     """(y0, x0) of pixel (0, 0) of ``sub_wcs`` on ``grid_wcs``; the two must share a grid."""
     ra, dec = sub_wcs.all_pix2world([0.0, 100.0], [0.0, 100.0], 0)

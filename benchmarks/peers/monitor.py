@@ -1,4 +1,5 @@
-"""Wall time and peak memory of a command's whole process tree (psutil polling).
+"""Running the peer tools: wall time and peak memory of a command's whole process tree (psutil
+polling), a tool's version output, and scratch folders for their intermediate files.
 
 Peak memory is the largest *sum* of the resident set sizes (RSS) of the process and all its
 descendants seen at any poll (every ``interval_s``, 20 ms by default). Pages shared between
@@ -9,8 +10,11 @@ interval can be missed.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,3 +61,21 @@ def run_measured(
         wall = time.perf_counter() - t0
     tail = log_path.read_text(errors="replace")[-2000:]
     return Measured(wall, peak / 2**20, popen.returncode, tail)
+
+
+def tool_output(cmd: list[str]) -> str:
+    """What a short command (a tool's version flag) prints, stdout then stderr, stripped."""
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    return (out.stdout + out.stderr).strip()
+
+
+@contextmanager
+def scratch_dir(path: Path) -> Iterator[Path]:
+    """A fresh, empty ``path`` for a tool's intermediate files, removed afterwards (they can
+    take gigabytes: planes, converted and registered frames)."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -31,6 +31,7 @@ from supadupstack.frames.fits_io import load_pixels
 from supadupstack.frames.model import Frame
 
 from .grid import load_frames, load_grid, write_output
+from .monitor import tool_output
 
 CHANNELS = ("R", "G", "B")
 
@@ -51,11 +52,9 @@ def binary() -> str | None:
 
 
 def version() -> str | None:
+    """First line SWarp prints for ``-v`` ("SWarp version 2.41.5 (...)") or None."""
     exe = binary()
-    if exe is None:
-        return None
-    out = subprocess.run([exe, "-v"], capture_output=True, text=True, check=False)
-    text = (out.stdout or out.stderr).strip()
+    text = tool_output([exe, "-v"]) if exe else ""
     return text.splitlines()[0] if text else None
 
 

@@ -43,6 +43,12 @@ class Row:
     metrics: dict = field(default_factory=dict)
     skipped: str | None = None
 
+    @classmethod
+    def failed(cls, tool: str, output_tail: str) -> Row:
+        """A row for a tool that exited with an error: its last output line is the reason."""
+        last = output_tail.strip().splitlines()[-1:] or ["no output"]
+        return cls(tool, skipped=f"failed: {last[0][:120]}")
+
     @property
     def per_frame_s(self) -> float:
         return self.wall_s / self.n_frames if self.n_frames else math.nan
