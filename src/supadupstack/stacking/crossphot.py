@@ -37,18 +37,20 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy.signal import fftconvolve
 
 from supadupstack.canvas.resample import Patch
 from supadupstack.catalogue.detect import median_beta, median_fwhm
+from supadupstack.stacking._cross_kernel import weighted_sums
 
 APERTURE_FWHMS = 3.0  # aperture radius in FWHM of the common PSF (hypot of the two FWHMs)
-KERNEL_FWHMS = 4.0  # the PSF model is cut at this radius (its far wing falls on W's zero mean)
+KERNEL_FWHMS = 6.0  # the PSF model is cut at this radius (its far wing falls on W's zero mean)
 DEFAULT_BETA = 3.0  # when a catalogue has no star bright enough to tell its beta
 MAX_BETA = 10.0  # a Gaussian core for the photometry (its wings are gone by 2.5 FWHM)
-OVERSAMPLE = 4  # weight tables are computed on a grid 4× finer than the pixels
+OVERSAMPLE = 4  # weight tables are sampled every 1/4 px (interpolated linearly)
+RINGS_PER_FWHM = 60  # the kernel's rings in the weight tables' integral
 REL_FLOOR = 0.003  # error floor of one star's flux ratio (photon noise, model): no star decides
 MIN_STARS = 5
+NOISE_STARS = 12  # stars whose surroundings give the pixel noise
 PIXEL_VAR = 1.0 / 12.0  # px², the blur of integrating over one pixel
 # How the catalogue's Moffat fit of a star blurred by a variance v (px², per axis) reads
 # (measured on rendered Moffat stars, FWHM 3.2-6.4 px, beta 2.5-3, under Gaussian blurs;
@@ -111,71 +113,73 @@ def aperture_for(psf_x: Psf, psf_r: Psf, fwhms: float = APERTURE_FWHMS) -> Apert
     return Aperture(round(radius, 2), round(r_in, 2), round(math.hypot(r_in, radius), 2))
 
 
-def _moffat(psf: Psf, half: int) -> np.ndarray:
-    """The Moffat PSF (unit integral) on the fine grid, cut at ``half`` px, per fine pixel."""
-    alpha = psf.fwhm / (2.0 * math.sqrt(2.0 ** (1.0 / psf.beta) - 1.0))
-    g = np.arange(-half * OVERSAMPLE, half * OVERSAMPLE + 1) / OVERSAMPLE
-    r2 = g[:, None] ** 2 + g[None, :] ** 2
-    dens = (psf.beta - 1.0) / (math.pi * alpha**2) * (1.0 + r2 / alpha**2) ** (-psf.beta)
-    return dens / OVERSAMPLE**2
+def _disc_convolved(rho: np.ndarray, radius: float, s: np.ndarray, ks: np.ndarray) -> np.ndarray:
+    """(disc of ``radius`` ⊛ radial kernel)(rho): Σ over rings of the kernel (radius s, weight
+    ks = K(s)·ds) of the arc length of each ring, centred rho from the disc's centre, that
+    falls inside the disc: 2·s·arccos((s² + rho² − R²) / (2·s·rho)), or 2πs, or 0."""
+    rr, ss = rho[:, None], s[None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cos = (ss * ss + rr * rr - radius * radius) / (2.0 * ss * rr)
+    theta = np.arccos(np.clip(np.nan_to_num(cos, nan=-1.0), -1.0, 1.0))
+    theta = np.where(ss + rr <= radius, math.pi, theta)
+    theta = np.where((ss >= rr + radius) | (rr >= ss + radius), 0.0, theta)
+    return (2.0 * ss * theta) @ ks
 
 
-@lru_cache(maxsize=128)
+@lru_cache(maxsize=256)
 def weight_table(psf: Psf, ap: Aperture) -> tuple[np.ndarray, np.ndarray]:
     """(radii, U) of ``U = W ⊛ PSF`` in px: W = 1 in the aperture, minus (aperture area /
-    annulus area) in the annulus; U is radial, tabulated every 1/OVERSAMPLE px to its reach."""
-    half = int(math.ceil(KERNEL_FWHMS * psf.fwhm))
-    reach = int(math.ceil(ap.r_out)) + half + 1
-    g = np.arange(-reach * OVERSAMPLE, reach * OVERSAMPLE + 1) / OVERSAMPLE
-    r = np.hypot(g[:, None], g[None, :])
-    disc = r <= ap.radius
-    ring = (r >= ap.r_in) & (r <= ap.r_out)
-    w = disc.astype(np.float64) - ring * (disc.sum() / ring.sum())
-    u = fftconvolve(w, _moffat(psf, half), mode="same")
-    centre = reach * OVERSAMPLE
-    return g[centre:].copy(), u[centre, centre:].copy()
+    annulus area) in the annulus; U is radial, tabulated every 1/OVERSAMPLE px to its reach.
 
-
-def _stamps(p: Patch, iy: np.ndarray, ix: np.ndarray, half: int):
-    """(data (n, s, s, C), valid (n, s, s)) of the patch around canvas pixels (iy, ix)."""
-    d = np.arange(-half, half + 1)
-    rows = (iy - p.y0)[:, None] + d[None, :]
-    cols = (ix - p.x0)[:, None] + d[None, :]
-    data = np.asarray(p.data)[rows[:, :, None], cols[:, None, :]]
-    weight = np.asarray(p.weight)[rows[:, :, None], cols[:, None, :]]
-    return data, (weight > 0) & np.isfinite(data).all(axis=-1)
+    Exact for the continuous profiles: W is three discs (aperture, outer and inner edge of the
+    annulus), each convolved with the kernel (cut at KERNEL_FWHMS) ring by ring (a few ms)."""
+    alpha = psf.fwhm / (2.0 * math.sqrt(2.0 ** (1.0 / psf.beta) - 1.0))
+    cut = KERNEL_FWHMS * psf.fwhm
+    ds = psf.fwhm / RINGS_PER_FWHM
+    s = (np.arange(int(cut / ds)) + 0.5) * ds
+    ks = (psf.beta - 1.0) / (math.pi * alpha**2) * (1.0 + (s / alpha) ** 2) ** (-psf.beta) * ds
+    reach = int(math.ceil(ap.r_out + cut)) + 1
+    rho = np.arange(reach * OVERSAMPLE + 1) / OVERSAMPLE
+    c = ap.radius**2 / (ap.r_out**2 - ap.r_in**2)  # aperture area / annulus area
+    u = _disc_convolved(rho, ap.radius, s, ks)
+    u -= c * (_disc_convolved(rho, ap.r_out, s, ks) - _disc_convolved(rho, ap.r_in, s, ks))
+    return rho, u
 
 
 def _inside(p: Patch, iy: np.ndarray, ix: np.ndarray, half: int) -> np.ndarray:
     h, w = p.shape
-    return (
-        (iy - half >= p.y0) & (ix - half >= p.x0) & (iy + half < p.y0 + h) & (ix + half < p.x0 + w)
-    )
+    in_y = (iy - half >= p.y0) & (iy + half < p.y0 + h)
+    return in_y & (ix - half >= p.x0) & (ix + half < p.x0 + w)
 
 
-def _pixel_noise(data: np.ndarray, r: np.ndarray, ap: Aperture, block: int = 4) -> np.ndarray:
+def _sums(p: Patch, iy, ix, fy, fx, table: np.ndarray):
+    """(m (n, C), Σw² (n,), ok (n,)) of the weighted sums of patch p (``_cross_kernel``)."""
+    n, nch = iy.size, p.data.shape[-1]
+    m, w2, ok = np.zeros((n, nch)), np.zeros(n), np.zeros(n, np.bool_)
+    data = p.data if p.data.dtype == np.float32 else np.asarray(p.data, np.float32)
+    valid = np.asarray(p.weight, dtype=np.float32)
+    weighted_sums(data, valid, p.y0, p.x0, iy, ix, fy, fx, 1.0 / OVERSAMPLE, table, m, w2, ok)
+    return m, w2, ok
+
+
+def _pixel_noise(p: Patch, iy, ix, ap: Aperture, block: int = 4) -> np.ndarray:
     """Per-channel white-equivalent pixel noise (ADU) for sums over many pixels: the robust
-    scatter of ``block``×``block`` means outside the apertures, times ``block``. Demosaicing
-    and resampling correlate neighbouring pixels, so the scatter of single pixels understates
-    the noise of an aperture sum (by ~1.5× on a debayered, resampled frame)."""
-    n, s = data.shape[:2]
-    m = (s // block) * block
-    blocks = data[:, :m, :m].reshape(n, m // block, block, m // block, block, -1).mean(axis=(2, 4))
-    rb = r[:, :m:block, :m:block] + 0.0  # radius at each block's corner: close enough
-    outside = rb >= ap.r_in
-    vals = blocks[outside] - np.median(blocks[outside], axis=0)
-    return block * 1.4826 * np.median(np.abs(vals), axis=0)
-
-
-def _zero_sum(w: np.ndarray) -> np.ndarray:
-    """Weight stamps (n, s, s) with their negative (sky) part rescaled so each sums to 0 on
-    its pixels: the table integrates to 0, but its samples at pixel centres need not, and
-    1 % of the aperture's area left over reads 1 % of the sky (~10 ADU/px) × ~1000 px into
-    every star's flux."""
-    pos = np.where(w > 0, w, 0.0).sum(axis=(1, 2))
-    neg = np.where(w < 0, w, 0.0).sum(axis=(1, 2))
-    factor = np.where(neg < 0, -pos / np.where(neg < 0, neg, -1.0), 1.0)
-    return np.where(w < 0, w * factor[:, None, None], w)
+    scatter of ``block``×``block`` means around the first stars, outside their apertures,
+    times ``block``. Demosaicing and resampling correlate neighbouring pixels, so the scatter
+    of single pixels understates the noise of an aperture sum (~1.5× on a debayered,
+    resampled frame)."""
+    half = int(math.ceil(ap.r_out)) // block * block
+    n = half * 2 // block
+    g = (np.arange(n) + 0.5) * block - half
+    outside = np.hypot(g[:, None], g[None, :]) >= ap.r_in
+    vals = []
+    for y, x in zip(iy[:NOISE_STARS] - p.y0, ix[:NOISE_STARS] - p.x0, strict=True):
+        stamp = np.asarray(p.data[y - half : y + half, x - half : x + half], np.float64)
+        blocks = stamp.reshape(n, block, n, block, -1).mean(axis=(1, 3))
+        vals.append(blocks[outside])
+    v = np.concatenate(vals)
+    v = v[np.isfinite(v).all(axis=1)]
+    return block * 1.4826 * np.median(np.abs(v - np.median(v, axis=0)), axis=0)
 
 
 def cross_fluxes(
@@ -190,7 +194,8 @@ def cross_fluxes(
     """Per-channel fluxes of the stars at canvas (xs, ys) in x (weights from ref's PSF) and
     in ref (weights from x's PSF): (m_x (n, C), m_r (n, C), their 1σ errors (n, C) each).
 
-    Only stars whose whole stamp is valid in both patches are measured; (0, C) arrays if none.
+    Only stars whose weights fall wholly on valid pixels of both patches are measured; (0, C)
+    arrays if none.
     """
     ap = aperture_for(psf_x, psf_r, aperture_fwhms)
     rad_x, u_x = weight_table(psf_x, ap)  # applied to ref
@@ -202,24 +207,17 @@ def cross_fluxes(
     empty = np.zeros((0, nch))
     if not keep.any():
         return empty, empty, empty, empty
-    ix, iy, xs, ys = ix[keep], iy[keep], xs[keep], ys[keep]
-    dx, valid_x = _stamps(x, iy, ix, half)
-    dr, valid_r = _stamps(ref, iy, ix, half)
-    whole = (valid_x & valid_r).all(axis=(1, 2))
-    if not whole.any():
+    ix, iy = ix[keep], iy[keep]
+    fx, fy = np.asarray(xs, np.float64)[keep] - ix, np.asarray(ys, np.float64)[keep] - iy
+    m_x, w2_x, ok_x = _sums(x, iy, ix, fy, fx, u_r)  # x is measured with ref's PSF
+    m_r, w2_r, ok_r = _sums(ref, iy, ix, fy, fx, u_x)
+    ok = ok_x & ok_r
+    if not ok.any():
         return empty, empty, empty, empty
-    dx, dr = dx[whole].astype(np.float64), dr[whole].astype(np.float64)
-    g = np.arange(-half, half + 1)
-    off_y = (iy - ys)[whole][:, None, None] + g[None, :, None]
-    off_x = (ix - xs)[whole][:, None, None] + g[None, None, :]
-    r = np.hypot(off_y, off_x)
-    wx = _zero_sum(np.interp(r, rad_r, u_r, right=0.0))  # x is measured with ref's PSF
-    wr = _zero_sum(np.interp(r, rad_x, u_x, right=0.0))
-    m_x = np.einsum("nij,nijc->nc", wx, dx)
-    m_r = np.einsum("nij,nijc->nc", wr, dr)
-    e_x = _pixel_noise(dx, r, ap)[None, :] * np.sqrt((wx**2).sum(axis=(1, 2)))[:, None]
-    e_r = _pixel_noise(dr, r, ap)[None, :] * np.sqrt((wr**2).sum(axis=(1, 2)))[:, None]
-    return m_x, m_r, e_x, e_r
+    iy, ix = iy[ok], ix[ok]
+    e_x = _pixel_noise(x, iy, ix, ap)[None, :] * np.sqrt(w2_x[ok])[:, None]
+    e_r = _pixel_noise(ref, iy, ix, ap)[None, :] * np.sqrt(w2_r[ok])[:, None]
+    return m_x[ok], m_r[ok], e_x, e_r
 
 
 def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:

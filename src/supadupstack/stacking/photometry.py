@@ -85,7 +85,7 @@ def clipped_median(values: np.ndarray) -> float:
     v = np.asarray(values).ravel()
     if v.size > 60_000:
         v = v[:: v.size // 60_000 + 1]
-    v = v[np.isfinite(v)].astype(np.float64)
+    v = v[np.isfinite(v)].astype(np.float32)  # selection is exact in float32, and faster
     for _ in range(3):
         if v.size == 0:
             return float("nan")
@@ -273,13 +273,13 @@ def star_scales(
 
 
 def common_sky(
-    x: Patch, ref: Patch, samples: int = 40_000
+    x: Patch, ref: Patch, samples: int = 20_000
 ) -> tuple[list[float], list[float]] | None:
     """Clipped sky medians per channel of x and ref over their common valid pixels, or None.
 
     Read on a regular grid of about ``samples`` pixels (every ``step``-th row and column):
-    a median of 4e4 sky pixels is known to 0.6 % of the pixel noise, far below what an
-    offset between frames can show."""
+    a median of 2e4 sky pixels is known to 0.9 % of the pixel noise, far below what an
+    offset between frames can show (and averaged over the frames of a stack)."""
     ov = overlap(x, ref)
     if ov is None:
         return None
