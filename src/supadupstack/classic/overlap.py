@@ -15,7 +15,7 @@ by up to 6 %). This estimator uses every source instead, extended ones included:
    the ratio (a clipped mode estimator, e.g. ``sep.Background``, does not: 1–3 % biases).
 4. Per source (connected component of the mask, wholly inside the overlap, SNR ≥
    ``min_snr``) the summed flux in each tile; the ratio is Σ f_i / Σ f_j over the sources
-   whose own ratio is not a 3σ outlier (``photometry.flux_ratio``).
+   whose own ratio is not a 3σ outlier (``flux_ratio``).
 
 Its relative error (from the background noise over the mask) weights the pair in the global
 solution.
@@ -29,9 +29,20 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from supadupstack.stacking.photometry import flux_ratio
-
 MIN_SOURCES = 3
+
+
+def flux_ratio(f_ref: np.ndarray, f_x: np.ndarray) -> float:
+    """Σ f_ref / Σ f_x over the stars whose own ratio is not a 3σ outlier (in log ratio).
+
+    Summing fluxes weights bright stars most (their ratio is the most precise: ~0.3 % at
+    SNR 300 against ~3 % at SNR 30); the clipping drops blends, variables and saturated cores.
+    """
+    log_ratio = np.log(f_ref / f_x)
+    med = np.median(log_ratio)
+    s = 1.4826 * np.median(np.abs(log_ratio - med))
+    keep = np.abs(log_ratio - med) <= 3 * max(s, 1e-3)
+    return float(f_ref[keep].sum() / f_x[keep].sum())
 
 
 @dataclass

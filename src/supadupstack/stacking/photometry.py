@@ -15,12 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
-import sep
 
 from supadupstack.canvas.resample import Patch
-from supadupstack.frames.quality import detect_stars, luminance
+from supadupstack.frames.quality import luminance
 from supadupstack.stacking.crossphot import (
     APERTURE_FWHMS,
     ScaleFit,
@@ -97,15 +95,6 @@ def clipped_median(values: np.ndarray) -> float:
     return float(np.median(v)) if v.size else float("nan")
 
 
-def sky_sample_index(mask: np.ndarray, limit: int = 60_000) -> np.ndarray:
-    """Flat indices of the pixels ``clipped_median(image[mask])`` would use: the same regular
-    subsample of the masked pixels, found without copying the full-size masked image."""
-    idx = np.flatnonzero(mask)
-    if idx.size > limit:
-        idx = idx[:: idx.size // limit + 1]
-    return idx
-
-
 def common_area(x: Patch, ref: Patch):
     """(x image, ref image, mask of pixels valid in both) over the overlap, or None if small."""
     ov = overlap(x, ref)
@@ -119,93 +108,6 @@ def common_area(x: Patch, ref: Patch):
     if m.shape[0] < 64 or m.shape[1] < 64 or m.sum() < MIN_COMMON_PIXELS:
         return None
     return xi, ri, m
-
-
-def _sum_noise(lum: np.ndarray, both: np.ndarray) -> float:
-    """Per-pixel σ of a luminance over ``both`` (1.4826·MAD of a regular subsample)."""
-    v = lum.ravel()[sky_sample_index(both)]
-    v = v[np.isfinite(v)]
-    return float(1.4826 * np.median(np.abs(v - np.median(v)))) if v.size else float("nan")
-
-
-def star_fluxes(
-    xi: np.ndarray,
-    ri: np.ndarray,
-    both: np.ndarray,
-    radius: float,
-    min_snr: float = 30.0,
-    positions: tuple[np.ndarray, np.ndarray] | None = None,
-    radius_ref: float | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Aperture fluxes (n, C) in x and ref of stars both show (SNR ≥ min_snr on their sum).
-
-    ``radius_ref``: the aperture in ref when it differs from x's (apertures scaled to each
-    image's FWHM enclose the same fraction of a star's light); annuli scale with each.
-
-    Stars are selected on the sum of both luminances, so noise in neither image biases the
-    selection (selecting on one image alone favours its upward fluctuations and biases the
-    flux ratio by ~1 %). They are detected on that sum, or taken from ``positions`` (x, y in
-    the pixels of ``xi``/``ri``). Sums in a circle of ``radius`` px minus the annulus
-    background (1.5–2.5 radii); every aperture lies wholly inside ``both``. Empty arrays when
-    no star qualifies.
-    """
-    nch = xi.shape[-1]
-    empty = np.zeros((0, nch)), np.zeros((0, nch))
-    lum_r = np.where(both, luminance(ri) + luminance(xi), np.nan).astype(np.float32)
-    if positions is None:
-        objs, _, rms = detect_stars(lum_r, 5.0)
-        if objs is None or len(objs) == 0:
-            return empty
-        objs = objs[(objs["flag"] == 0) & (objs["npix"] < 400)]
-        x, y = objs["x"], objs["y"]
-    else:
-        x, y = (np.asarray(v, dtype=np.float64) for v in positions)
-        inside = (x >= radius) & (y >= radius)
-        inside &= (x < both.shape[1] - radius) & (y < both.shape[0] - radius)
-        x, y = x[inside], y[inside]
-        rms = _sum_noise(lum_r, both)
-    r_ref = radius if radius_ref is None else radius_ref
-    # whole aperture and annulus inside the common area (sep refuses an all-masked annulus)
-    r_out = int(np.ceil(2.5 * max(radius, r_ref)))
-    inner = cv2.erode(both.view(np.uint8), np.ones((2 * r_out + 1, 2 * r_out + 1), np.uint8))
-    ix = np.clip(np.round(x).astype(int), 0, both.shape[1] - 1)
-    iy = np.clip(np.round(y).astype(int), 0, both.shape[0] - 1)
-    x, y = x[inner[iy, ix] > 0], y[inner[iy, ix] > 0]
-    if len(x) == 0 or not np.isfinite(rms):
-        return empty
-    holes = ~both
-    ann = (1.5 * radius, 2.5 * radius)
-    lum = np.ascontiguousarray(np.nan_to_num(lum_r, nan=0.0), dtype=np.float32)
-    f, e, flag = sep.sum_circle(lum, x, y, radius, err=rms, mask=holes, bkgann=ann)
-    keep = (flag == 0) & (f > 0) & (f / np.maximum(e, 1e-9) >= min_snr)
-    if not keep.any():
-        return empty
-    x, y = x[keep], y[keep]
-    out_x, out_r = [], []
-    for c in range(nch):
-        xc = np.ascontiguousarray(np.where(both, xi[..., c], 0.0), dtype=np.float32)
-        rc = np.ascontiguousarray(np.where(both, ri[..., c], 0.0), dtype=np.float32)
-        fx, _, flag_x = sep.sum_circle(xc, x, y, radius, mask=holes, bkgann=ann)
-        ann_r = (1.5 * r_ref, 2.5 * r_ref)
-        fr, _, flag_r = sep.sum_circle(rc, x, y, r_ref, mask=holes, bkgann=ann_r)
-        out_x.append(np.where((flag_x == 0) & (flag_r == 0), fx, np.nan))
-        out_r.append(fr)
-    fx, fr = np.stack(out_x, axis=-1), np.stack(out_r, axis=-1)
-    good = np.isfinite(fx).all(axis=1) & (fx.sum(axis=1) > 0) & (fr.sum(axis=1) > 0)
-    return fx[good], fr[good]
-
-
-def flux_ratio(f_ref: np.ndarray, f_x: np.ndarray) -> float:
-    """Σ f_ref / Σ f_x over the stars whose own ratio is not a 3σ outlier (in log ratio).
-
-    Summing fluxes weights bright stars most (their ratio is the most precise: ~0.3 % at
-    SNR 300 against ~3 % at SNR 30); the clipping drops blends, variables and saturated cores.
-    """
-    log_ratio = np.log(f_ref / f_x)
-    med = np.median(log_ratio)
-    s = 1.4826 * np.median(np.abs(log_ratio - med))
-    keep = np.abs(log_ratio - med) <= 3 * max(s, 1e-3)
-    return float(f_ref[keep].sum() / f_x[keep].sum())
 
 
 def common_star_fluxes(

@@ -1,18 +1,11 @@
-"""Star fluxes that do not depend on seeing: the catalogue's Moffat-fit totals, matched.
+"""The stars two images share, on one grid: catalogues of patches, frames' catalogues moved
+onto the canvas, and their pairing (``photometry`` measures them).
 
-A fixed aperture misses a seeing-dependent part of a star's light (8 px keeps 97 % of a
-β = 3 star of FWHM 3.7 px but 90 % at 5.5 px, so a tile in worse seeing read 8 % too faint),
-and apertures scaled to each image's FWHM need annuli so wide that neighbours bias the sky.
-The star catalogue (``catalogue.detect``) fits each star with a Moffat profile and reports its
-integral to infinity with its own local sky: the same star at FWHM 3.7 and 7.4 px and
-β 2.5–4 gives the same flux to 0.3 % on rendered mono fields, to ~1 % per image on debayered
-ones; on sparse simulated 10 s subs one star's flux still scatters by ~10 %.
-
-Stars of two images are compared on the canvas grid: a frame's catalogue (frame pixels) is
-mapped through its WCS, with each flux times the local pixel-area ratio (a frame resampled
-onto finer canvas pixels sums to more ADU); a patch (a frame or a stacked tile already on the
-grid) is catalogued on its luminance. Units: canvas pixels, ADU of the luminance (the mean of
-the channels).
+A frame's catalogue (frame pixels) is mapped through its WCS, with each flux times the local
+pixel-area ratio (a frame resampled onto finer canvas pixels sums to more ADU) and each FWHM
+times its square root; a patch (a frame or a stacked tile already on the grid) is catalogued
+on its luminance. Stars pair by mutual nearest neighbour. Units: canvas pixels, ADU of the
+luminance (the mean of the channels).
 """
 
 from __future__ import annotations
@@ -36,7 +29,6 @@ from supadupstack.frames.quality import SATURATION_ADU
 MATCH_RADIUS_PX = 1.5  # registration puts common stars within ~0.3 px of each other
 MIN_PAIR_SNR = 30.0  # on the two images together (selecting on one biases its fluxes high)
 BAD_FLAGS = EDGE | SATURATED | FIT_FAILED | BLENDED
-FLUX_FLOOR = 0.02  # systematic error of one star's catalogue flux (fraction)
 # a frame clips at SATURATION_ADU; in a stack of frames scaled by 0.8-1.2 its clipped cores
 # land anywhere from ~0.8 of it, so stacks flag from there (a bright unclipped star lost is
 # one star fewer; a clipped one kept biases the scale)
@@ -99,21 +91,3 @@ def matched_stars(
     snr = np.hypot(sa["snr"].astype(np.float64), sb["snr"].astype(np.float64))
     keep = snr >= MIN_PAIR_SNR
     return sa[keep], sb[keep]
-
-
-def catalogue_ratio(sa: np.ndarray, sb: np.ndarray) -> float:
-    """Flux ratio a / b of paired stars: weighted mean of their log ratios after a 3σ clip.
-
-    Weights 1 / (σ² + FLUX_FLOOR²), σ² = 1/SNR_a² + 1/SNR_b²: a plain Σ-ratio lets the
-    brightest stars decide, and those carry the model error of a Moffat fit to a debayered
-    profile (their fluxes read 0.3-1.4 % apart between 1× and 2× seeing), while the floor
-    makes every star above SNR ~50 count alike. Measured on rendered 1×/1.5×/2× seeing
-    frames: 0.02-0.7 % from the truth, against 0.5-1.8 % for the Σ-ratio.
-    """
-    lr = np.log(sa["flux"].astype(np.float64) / sb["flux"].astype(np.float64))
-    var = 1.0 / sa["snr"].astype(np.float64) ** 2 + 1.0 / sb["snr"].astype(np.float64) ** 2
-    med = np.median(lr)
-    s = 1.4826 * np.median(np.abs(lr - med))
-    keep = np.abs(lr - med) <= 3.0 * max(s, 1e-3)
-    w = 1.0 / (var[keep] + FLUX_FLOOR**2)
-    return float(np.exp(np.sum(w * lr[keep]) / np.sum(w)))
