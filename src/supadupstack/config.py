@@ -123,7 +123,12 @@ class CanvasConfig:
 
 @dataclass
 class ResampleConfig:
-    kernel: str = _opt("bilinear", "Resampling kernel.", choices=("bilinear", "lanczos"))
+    kernel: str = _opt(
+        "bilinear",
+        "Resampling kernel: lanczos3 (ours, exact positions), bilinear or lanczos (OpenCV's "
+        "Lanczos-4).",
+        choices=("lanczos3", "bilinear", "lanczos"),
+    )
     grid_step_px: int = _opt(32, "Coarse grid step of the exact transform.", lo=4, hi=256)
 
 

@@ -1,10 +1,18 @@
 """Frame → canvas resampling over the frame's bounding box (DESIGN §3.5).
 
 Positions: canvas pixel → frame pixel through the frame's full WCS, exact on a coarse grid
-and spline-interpolated between (``mapping``, error ~1e-5 px). The image is then resampled
-with OpenCV ``remap`` (bilinear default, Lanczos-4 option). NaN is used as the constant
-border, so a canvas pixel whose kernel taps leave the frame or touch a NaN comes out NaN in
-every channel with weight 0.
+and spline-interpolated between (``mapping``, error ~1e-5 px). Kernels:
+
+- ``lanczos3``: our Lanczos-3 at the exact float64 positions (``lanczos``): keeps stars
+  sharp (stack FWHM / input FWHM 1.001 on real M 94 frames), centroids to 0.002 px, and does
+  not smooth the noise.
+- ``bilinear`` (default): OpenCV ``remap``, bilinear. Fast, but broadens stars (stack FWHM
+  ×1.068) and smooths the noise (the stack looks 9 % less noisy than its frames allow).
+- ``lanczos``: OpenCV's Lanczos-4; sharp, ~10× bilinear's cost, positions quantised to
+  1/32 px (centroid errors up to 0.03 px); an option.
+
+A canvas pixel whose kernel taps leave the frame or touch a NaN comes out NaN in every channel
+with weight 0 (OpenCV: NaN is the constant border).
 """
 
 from __future__ import annotations
@@ -17,10 +25,11 @@ import numpy as np
 from astropy.wcs import WCS
 
 from supadupstack.canvas.canvas import Canvas, frame_footprint
-from supadupstack.canvas.mapping import coordinate_map
+from supadupstack.canvas.lanczos import lanczos3_resample
+from supadupstack.canvas.mapping import coordinate_map, map_spline
 
 OPENCV_KERNELS = {"bilinear": cv2.INTER_LINEAR, "lanczos": cv2.INTER_LANCZOS4}
-KERNELS = tuple(OPENCV_KERNELS)
+KERNELS = ("lanczos3", *OPENCV_KERNELS)
 DEFAULT_KERNEL = "bilinear"
 
 
@@ -121,6 +130,9 @@ def resample_to_canvas(
     box = footprint_box(wcs, img.shape[:2], canvas)
     if box is None:
         return None
+    if kernel == "lanczos3":
+        data, weight, spans = lanczos3_resample(img, map_spline(wcs, canvas, box, grid_step))
+        return _cropped(box, data, weight, spans)
     map_x, map_y = coordinate_map(wcs, canvas, box, grid_step)
     data = remap_image(img, map_x, map_y, kernel)
     total = data[..., 0].copy()
