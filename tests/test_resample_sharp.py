@@ -47,7 +47,8 @@ import pytest
 
 from supadupstack.canvas import canvas_from_frames, exact_map, resample_to_canvas
 from supadupstack.canvas.lanczos import TABLE_STEPS, _lanczos3, tap_weights, weight_table
-from supadupstack.config import CanvasConfig
+from supadupstack.canvas.resample import DEFAULT_KERNEL
+from supadupstack.config import CanvasConfig, ResampleConfig
 from test_classic_regression import _avx2_environment
 from test_resample import _sip_wcs
 
@@ -62,6 +63,10 @@ from sharpness import (  # noqa: E402
 )
 
 KERNEL = "lanczos3"
+
+
+def test_default_kernel_is_lanczos3() -> None:
+    assert ResampleConfig().kernel == KERNEL == DEFAULT_KERNEL
 
 
 def test_unknown_kernel_is_refused() -> None:

@@ -141,17 +141,19 @@ def _lanczos3_rows(
             if ok:
                 ix = int(fx)
                 iy = int(fy)
+                # the tabulated weights, interpolated between their 1/1024 px steps
                 ux = (fx - ix) * steps
                 uy = (fy - iy) * steps
-                kx = int(ux)
-                ky_ = int(uy)
-                gx_ = np.float32(ux - kx)
-                gy_ = np.float32(uy - ky_)
-                for m in range(6):  # tabulated weights, interpolated between 1/1024 px steps
-                    wx[m] = table[kx, m] + gx_ * step[kx, m]
-                    wy[m] = table[ky_, m] + gy_ * step[ky_, m]
+                sx = int(ux)
+                sy = int(uy)
+                ax = np.float32(ux - sx)
+                ay = np.float32(uy - sy)
+                for m in range(6):
+                    wx[m] = table[sx, m] + ax * step[sx, m]
+                    wy[m] = table[sy, m] + ay * step[sy, m]
                 w0, w1, w2, w3, w4, w5 = wy[0], wy[1], wy[2], wy[3], wy[4], wy[5]
-                # 8 pixels per row when they exist (a multiple of 8 lanes), else the 6 taps
+                # the 6 rows over pixels ix-2 … ix+5 when they exist (8·nch lanes: whole
+                # vectors), else over the 6 taps; then the 6 columns of each channel
                 n = np.uint64(8 * nch if ix + 5 < width else 6 * nch)
                 o0 = np.uint64(((iy - 2) * width + ix - 2) * nch)
                 o1 = o0 + stride
