@@ -8,7 +8,7 @@ and spline-interpolated between (``mapping``, error ~1e-5 px). Kernels:
   does not smooth the noise; ~1.3× bilinear's cost.
 - ``bilinear``: OpenCV ``remap``, bilinear. Fast, but broadens stars (stack FWHM ×1.068) and
   smooths the noise (the stack looks 9 % less noisy than its frames allow); an option.
-- ``lanczos``: OpenCV's Lanczos-4; sharp, ~10× bilinear's cost, positions quantised to
+- ``lanczos``: OpenCV's Lanczos-4; sharp, ~3× bilinear's cost, positions quantised to
   1/32 px (centroid errors up to 0.03 px); an option.
 
 A canvas pixel whose kernel taps leave the frame or touch a NaN comes out NaN in every channel
