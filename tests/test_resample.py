@@ -1,4 +1,5 @@
-"""Resampling: coordinate map vs astropy's exact transform, agreement with reproject, real data."""
+"""Resampling: coordinate map vs astropy's exact transform, star positions and fluxes, agreement
+with reproject on real frames (sharpness and noise of the default kernel: test_resample_sharp)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,12 @@ import pytest
 import sep
 from astropy.io import fits
 from astropy.wcs import WCS
-from scipy import ndimage
 
 from supadupstack.canvas import canvas_from_frames, coordinate_map, exact_map, footprint_box
 from supadupstack.canvas.resample import resample_to_canvas
-from supadupstack.catalogue.detect import DetectionSettings
-from supadupstack.catalogue.stage import measure_quality
-from supadupstack.config import CanvasConfig, StackingConfig
+from supadupstack.config import CanvasConfig
 from supadupstack.frames.calibrate import debayer
 from supadupstack.frames.fits_io import load_pixels, read_frame
-from supadupstack.stacking import stack_patches
 
 
 def _sip_wcs(ra=120.0, dec=35.0, rot=20.0, w=400, h=300) -> WCS:
@@ -55,7 +52,7 @@ def test_coordinate_map_matches_exact_sip_transform():
     assert np.allclose(back[0], ra, atol=1e-9) and np.allclose(back[1], dec, atol=1e-9)
 
 
-@pytest.mark.parametrize("kernel", ["bilinear", "lanczos"])
+@pytest.mark.parametrize("kernel", ["lanczos3", "bilinear", "lanczos"])
 def test_stars_land_where_the_sky_says(kernel):
     wcs = _sip_wcs()
     rng = np.random.default_rng(2026)
@@ -114,61 +111,32 @@ def test_real_frames_agree_with_reproject(m94_frames):
         ex, ey = exact_map(wcs, canvas, ys, xs)
         inside = (ex > -2) & (ex < 1082) & (ey > -2) & (ey < 1922)
         assert np.abs(mx - ex)[inside].max() < 0.01 and np.abs(my - ey)[inside].max() < 0.01
-        patch = resample_to_canvas(img, wcs, canvas)
         green = np.ascontiguousarray(img[..., 1])
         theirs, _ = reproject_interp((green, wcs), canvas.wcs, shape_out=canvas.shape, order=1)
-        theirs = theirs[patch.y0 : patch.y0 + patch.shape[0], patch.x0 : patch.x0 + patch.shape[1]]
-        ours = patch.data[..., 1].astype(np.float64)
-        both = np.isfinite(ours) & np.isfinite(theirs)
-        fill = float(np.median(theirs[both]))
-        a = np.where(both, theirs, fill)
-        b = np.where(both, ours, fill)
-        bkg = sep.Background(a)
-        objs = sep.extract(a - bkg.back(), 10, err=bkg.globalrms, mask=~both)
-        objs = objs[(objs["flag"] == 0) & (objs["peak"] < 50000)]
-        assert len(objs) >= 8
-        fa, ea, _ = sep.sum_circle(a - bkg.back(), objs["x"], objs["y"], 8.0, err=bkg.globalrms)
-        fb, _, _ = sep.sum_circle(b - bkg.back(), objs["x"], objs["y"], 8.0)
-        bright = fa / ea > 30
-        assert bright.sum() >= 5
-        ratio = fb[bright] / fa[bright]
-        assert np.all(np.abs(ratio - 1) < 0.005), ratio
+        for kernel in ("bilinear", "lanczos3"):
+            ratio = _aperture_ratios(resample_to_canvas(img, wcs, canvas, kernel), theirs)
+            if kernel == "bilinear":  # the same kernel as reproject's order=1: star by star
+                assert np.all(np.abs(ratio - 1) < 0.005), ratio
+            else:
+                # Lanczos-3 resamples the noise differently, so single stars of aperture SNR
+                # 30-100 differ by up to 0.8 % (measured); fluxes agree on the median (0.1 %)
+                assert abs(np.median(ratio) - 1) < 0.003, ratio
 
 
-def _bkg_noise(img2d: np.ndarray, region: np.ndarray) -> float:
-    data = np.where(region, img2d, np.nanmedian(img2d[region])).astype(np.float32)
-    resid = (data - sep.Background(data, mask=~region).back())[region]
-    return float(1.4826 * np.median(np.abs(resid - np.median(resid))))
-
-
-@pytest.mark.slow
-def test_real_stack_sharpness_and_noise(m94_frames):
-    session = m94_frames[:11]  # the 11 first-session (20250326) frames
-    assert all("20250326" in p.name for p in session)
-    frames = [_real(p) for p in session]
-    canvas = canvas_from_frames([w for _, w in frames], [(1920, 1080)] * 11, CanvasConfig())
-    patches = [resample_to_canvas(img, wcs, canvas) for img, wcs in frames]
-    qual = [measure_quality(img, DetectionSettings()) for img, _ in frames]
-    stacked, facts = stack_patches(patches, StackingConfig(), noise=[q.noise for q in qual])
-    single_fwhm = float(np.median([q.fwhm_px for q in qual]))
-    # covered by all 11 frames (holes left by per-pixel rejection filled: those pixels have data)
-    full = ndimage.binary_fill_holes(stacked.weight >= 11 - 1e-3)
-    rows, cols = np.flatnonzero(full.any(axis=1)), np.flatnonzero(full.any(axis=0))
-    crop = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-    core = np.where(full[crop][..., None], stacked.data[crop], np.nan)
-    fwhm = measure_quality(core, DetectionSettings()).fwhm_px
-    # 1.15: with the true (Moffat-fit) FWHM, bilinear resampling + rejection broaden the stars
-    # by ~12 % (the half-light measure used before compressed this to ~7 %); a sharper kernel
-    # is the photometry-and-resampling issue's work
-    assert fwhm <= 1.15 * single_fwhm, (fwhm, single_fwhm)
-    # noise: stack vs the resampled single frames on the region covered by all 11
-    region = full[crop]
-    noise = _bkg_noise(stacked.data[crop][..., 1], region)
-    singles = []
-    for p in patches:
-        y0, x0 = stacked.y0 + rows[0] - p.y0, stacked.x0 + cols[0] - p.x0
-        cut = p.data[y0 : y0 + region.shape[0], x0 : x0 + region.shape[1], 1]
-        singles.append(_bkg_noise(cut, region))
-    expected = float(np.median(singles)) / np.sqrt(11)
-    assert abs(noise / expected - 1) < 0.15, (noise, expected)
-    assert 0 < facts["rejected_fraction"] < 0.05
+def _aperture_ratios(patch, theirs: np.ndarray) -> np.ndarray:
+    """Our / reproject's green flux in 8 px apertures of the stars detected at SNR > 30."""
+    theirs = theirs[patch.y0 : patch.y0 + patch.shape[0], patch.x0 : patch.x0 + patch.shape[1]]
+    ours = patch.data[..., 1].astype(np.float64)
+    both = np.isfinite(ours) & np.isfinite(theirs)
+    fill = float(np.median(theirs[both]))
+    a = np.where(both, theirs, fill)
+    b = np.where(both, ours, fill)
+    bkg = sep.Background(a)
+    objs = sep.extract(a - bkg.back(), 10, err=bkg.globalrms, mask=~both)
+    objs = objs[(objs["flag"] == 0) & (objs["peak"] < 50000)]
+    assert len(objs) >= 8
+    fa, ea, _ = sep.sum_circle(a - bkg.back(), objs["x"], objs["y"], 8.0, err=bkg.globalrms)
+    fb, _, _ = sep.sum_circle(b - bkg.back(), objs["x"], objs["y"], 8.0)
+    bright = fa / ea > 30
+    assert bright.sum() >= 5
+    return fb[bright] / fa[bright]

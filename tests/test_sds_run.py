@@ -19,6 +19,7 @@ from supadupstack.frames.calibrate import calibrate_frame
 from supadupstack.frames.fits_io import load_pixels, read_frame
 from supadupstack.simulate import metrics as M
 from supadupstack.simulate import simulate_dataset
+from supadupstack.stacking.normalize import robust_noise
 
 
 @pytest.fixture(scope="module")
@@ -71,15 +72,22 @@ def _tile_scales(truth_dir: Path, out: Path) -> dict[int, float]:
 
 
 def test_sds_gains_and_star_check_against_truth(nights) -> None:
-    """Three nights at 1× / 1.5× / 2× seeing. Measured: gains 0.2-2.1 % from the truth (the
-    catalogue fluxes of 12-31 common stars, the seeing differs); the target is 0.5 %."""
+    """Three nights at 1× / 1.5× / 2× seeing, 6 frames each (two mega-tiles a night).
+
+    Gains come from cross-convolved apertures of the 18-54 stars the mega-tiles share; their
+    quoted errors are 0.3-1.3 % (few stars, 6-frame tiles). Measured on seeds 2-5 (this test:
+    seed 2), error of the two non-reference gains: 0.03-0.77 %, and the star check (larger
+    apertures, independent weights) 0.998-1.012; before the cross-convolved photometry the
+    gains were off by up to 3.5 %. Hence 1.5 % and 0.015 (0.5 % is tested on deeper tiles in
+    ``test_renorm.py``).
+    """
     truth_dir, out, report = nights
     scales = _tile_scales(truth_dir, out)
     ref = next(t for t in report["tiles"] if t["reference"])
     for t in report["tiles"]:
         true_gain = scales[ref["index"]] / scales[t["index"]]
-        assert t["gain"][1] == pytest.approx(true_gain, rel=0.03), t["index"]
-        assert t["star_ratio"] == pytest.approx(1.0, abs=0.025)
+        assert t["gain"][1] == pytest.approx(true_gain, rel=0.015), t["index"]
+        assert t["star_ratio"] == pytest.approx(1.0, abs=0.015)
 
 
 def test_sds_outputs_and_log(nights) -> None:
@@ -121,11 +129,12 @@ def test_sds_real_m94(m94_frames: list[Path], tmp_path: Path) -> None:
     assert len(report["tiles"]) >= 2 and len(report["frames_used"]) == 23
     for ext in ("fits", "png", "report.json", "log"):
         assert (tmp_path / f"supadupstack.{ext}").stat().st_size > 0
-    singles = []
+    singles, single_noise = [], []
     for p in m94_frames[::4]:
         f = read_frame(p)
         image = calibrate_frame(f, load_pixels(f), Config().calibration)
         singles.append(measure_quality(image, DetectionSettings()))
+        single_noise.append(robust_noise(image))  # the estimator of the report's final noise
     single_fwhm = float(np.median([q.fwhm_px for q in singles]))
     # single-frame noise in the reference tile's units (sessions have different gains)
     gains = {Path(fr).parent: 1.0 for fr in report["frames_used"]}
@@ -135,11 +144,11 @@ def test_sds_real_m94(m94_frames: list[Path], tmp_path: Path) -> None:
     ref_tile = next(t for t in report["tiles"] if t["reference"])
     ref_noise = np.median(
         [
-            np.mean(q.noise)
-            for q, p in zip(singles, m94_frames[::4], strict=True)
+            np.mean(noise)
+            for noise, p in zip(single_noise, m94_frames[::4], strict=True)
             if str(p) in [s for t in report["batches"] for s in t["frames"]][: ref_tile["frames"]]
         ]
-        or [np.mean(singles[0].noise)]
+        or [np.mean(single_noise[0])]
     )
     assert ref_noise / np.mean(out["noise"]) >= 0.8 * np.sqrt(len(report["frames_used"]))
     png = np.asarray(Image.open(tmp_path / "supadupstack.png")).astype(int)

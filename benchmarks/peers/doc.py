@@ -12,7 +12,7 @@ from .table import Row, machine, markdown_table
 SETTINGS = {
     "supadupstack": (
         "`supadupstack run FRAMES -o OUT -q`, default config: SDS mode, bilinear debayer with "
-        "hot-pixel repair, quality gates and in-batch transparency rejection on, bilinear "
+        "hot-pixel repair, quality gates and in-batch transparency rejection on, Lanczos-3 "
         "resampling, linear-fit normalisation, noise weights, winsorized σ rejection (3/3), "
         "linear inter-tile renorm, polish (coverage cut 0.4, crop). All cores."
     ),
@@ -51,7 +51,8 @@ METRICS = """\
   field (seams between sessions of different transparency raise it).
 - **noise / ideal G**: background σ of (output − fitted truth) over σ₁/√N, N = median
   coverage (frames per pixel) of the compared pixels; 1 = ideal, < 1 happens because
-  debayering and bilinear resampling smooth the noise (the same for all tools).
+  debayering smooths the noise (the same for all tools), and so does bilinear resampling
+  (reproject and SWarp here; supadupstack's Lanczos-3 does not).
 - **seam σ**: median level step across coverage edges of the residual, in per-pixel σ.
 - **trail residual σ**: mean residual along the satellite trail minus its side bands, in σ;
   ~0 means the trail was rejected.

@@ -123,7 +123,12 @@ class CanvasConfig:
 
 @dataclass
 class ResampleConfig:
-    kernel: str = _opt("bilinear", "Resampling kernel.", choices=("bilinear", "lanczos"))
+    kernel: str = _opt(
+        "lanczos3",
+        "Resampling kernel: lanczos3 (sharp, exact positions), bilinear (blurs stars ~7 % and "
+        "smooths the noise) or lanczos (OpenCV's Lanczos-4, positions to 1/32 px, ~3x slower).",
+        choices=("lanczos3", "bilinear", "lanczos"),
+    )
     grid_step_px: int = _opt(32, "Coarse grid step of the exact transform.", lo=4, hi=256)
 
 

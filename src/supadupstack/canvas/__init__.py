@@ -10,16 +10,17 @@ from supadupstack.canvas.canvas import (
     frame_footprint,
     pixel_scale_arcsec,
 )
+from supadupstack.canvas.mapping import coordinate_map, exact_map
 from supadupstack.canvas.resample import (
+    KERNELS,
     Patch,
-    coordinate_map,
-    exact_map,
     footprint_box,
     remap_image,
     resample_to_canvas,
 )
 
 __all__ = [
+    "KERNELS",
     "Canvas",
     "CanvasError",
     "CanvasTooLarge",

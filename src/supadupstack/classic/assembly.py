@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from supadupstack.canvas.canvas import Canvas
-from supadupstack.canvas.resample import resample_to_canvas
+from supadupstack.canvas.resample import DEFAULT_KERNEL, resample_to_canvas
 from supadupstack.classic.master_tile import MasterTile, usable_tile
 from supadupstack.stacking.gain_solver import TileHarmony
 
@@ -42,7 +42,7 @@ def assemble(
     canvas: Canvas,
     feather_px: int,
     keep_fraction: float,
-    kernel: str = "bilinear",
+    kernel: str = DEFAULT_KERNEL,
     grid_step: int = 32,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """(mosaic (H, W, C) float32 NaN = no data, coverage (H, W) float32, facts)."""

@@ -14,6 +14,7 @@ from supadupstack.config import OutputConfig
 from supadupstack.frames.model import Frame
 from supadupstack.outputs.write import write_fits, write_preview
 from supadupstack.polish.mosaic import Mosaic
+from supadupstack.stacking.normalize import robust_noise
 
 
 def run_cards(
@@ -81,7 +82,11 @@ def save_products(
 def output_summary(
     mosaic: Mosaic, fits_path: Path, png_path: Path | None, exposure_s: float
 ) -> dict:
-    """The report's ``output`` block: paths, shape, coverage, final noise (ADU) and FWHM (px)."""
+    """The report's ``output`` block: paths, shape, coverage, final noise (ADU) and FWHM (px).
+
+    The noise is the spread of the pixel values (``robust_noise``): in a deep stack the
+    curvature of faint sources is no longer small against the noise, so the frames'
+    neighbour-difference estimator would read the sky of a final image high."""
     final = measure_quality(mosaic.image, DetectionSettings()) if mosaic.alpha.any() else None
     return {
         "fits": str(fits_path),
@@ -89,7 +94,7 @@ def output_summary(
         "shape": list(mosaic.shape),
         "coverage_max": float(mosaic.coverage.max()) if mosaic.coverage.size else 0.0,
         "valid_fraction": float((mosaic.alpha > 0).mean()) if mosaic.alpha.size else 0.0,
-        "noise": final.noise if final else None,
+        "noise": [float(v) for v in robust_noise(mosaic.image)] if final else None,
         "fwhm_px": final.fwhm_px if final else None,
         "total_exposure_s": exposure_s,
     }

@@ -43,7 +43,7 @@ COLOUR_MAX_ERROR = 0.01
 # px²: a bilinear demosaic blurs the luminance's PSF like a Gaussian of this variance; a stack
 # of resampled frames adds the resampling kernel's blur and the registration scatter
 DEBAYER_BLUR_VAR = 0.4
-STACK_BLUR_VAR = DEBAYER_BLUR_VAR + 0.15
+STACK_BLUR_VAR = DEBAYER_BLUR_VAR + 0.05
 
 
 @dataclass
