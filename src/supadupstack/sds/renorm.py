@@ -89,9 +89,8 @@ def pair_fit(
     skies = common_sky(tile_j, tile_i)
     if skies is None:
         return None
-    sky_j, sky_i = skies
+    sky_j, sky_i, common = skies.sky_x, skies.sky_ref, skies.pixels
     nch = len(sky_i)
-    common = 0 if (area := common_area(tile_j, tile_i)) is None else int(area[2].sum())
     if rule == "median_gain":
         scale = [float(np.sum(sky_i) / np.sum(sky_j))] * nch
         return PairFit(i, j, scale, [0.0] * nch, sky_i, sky_j, 0, common, "median ratio", 1.0)
@@ -102,7 +101,7 @@ def pair_fit(
             i, j, fit.scale, fit.offset, sky_i, sky_j, fit.n_stars, common, fit.how, weight
         )
     scale, how, weight = [1.0] * nch, "too few common stars, no pixel fit: gain 1", 0.0
-    if area is not None:
+    if (area := common_area(tile_j, tile_i)) is not None:
         a, _, ok = fit_linear_info(*area)
         if ok.all():
             scale, how = [float(v) for v in a], "too few common stars: pixel regression"

@@ -123,7 +123,8 @@ def _disc_convolved(rho: np.ndarray, radius: float, s: np.ndarray, ks: np.ndarra
     theta = np.arccos(np.clip(np.nan_to_num(cos, nan=-1.0), -1.0, 1.0))
     theta = np.where(ss + rr <= radius, math.pi, theta)
     theta = np.where((ss >= rr + radius) | (rr >= ss + radius), 0.0, theta)
-    return (2.0 * ss * theta) @ ks
+    # a numpy sum, not a BLAS product: the same bits whatever the thread count
+    return np.sum(2.0 * ss * theta * ks[None, :], axis=1)
 
 
 @lru_cache(maxsize=256)

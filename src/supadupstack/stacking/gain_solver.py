@@ -28,6 +28,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from numba import njit
 
 log = logging.getLogger(__name__)
 PIXEL_FIT_WEIGHT = 1e-3  # vs ≳ 1e4 for a star fit: decides only tiles no other fit reaches
@@ -82,24 +83,61 @@ def _components(n: int, edges: list[tuple[int, int]]) -> list[list[int]]:
 
 
 def _lstsq(n: int, rows: list[tuple[int, int, float, float]], fixed: list[int]) -> np.ndarray:
-    """x with x_j − x_i ≈ d for rows (i, j, d, weight); x = 0 at ``fixed``; others free."""
+    """x with x_j − x_i ≈ d for rows (i, j, d, weight); x = 0 at ``fixed``; others free.
+
+    Weighted least squares through its normal equations (the graph's Laplacian over the free
+    tiles), solved by a Cholesky factorisation in a fixed order: LAPACK's threaded kernels
+    would round differently with the thread count, and one ulp of a gain moves output bytes.
+    Every free tile is tied to a fixed one (``_roots``), so the matrix is positive definite.
+    """
     free = [k for k in range(n) if k not in fixed]
     x = np.zeros(n)
     if not free or not rows:
         return x
     col = {k: c for c, k in enumerate(free)}
-    a = np.zeros((len(rows), len(free)))
-    rhs = np.zeros(len(rows))
-    for r, (i, j, d, w) in enumerate(rows):
-        sw = math.sqrt(w)
-        if j in col:
-            a[r, col[j]] += sw
-        if i in col:
-            a[r, col[i]] -= sw
-        rhs[r] = sw * d
-    sol = np.linalg.lstsq(a, rhs, rcond=None)[0]
+    m = len(free)
+    lap, rhs = np.zeros((m, m)), np.zeros(m)
+    for i, j, d, w in rows:
+        for k, sign in ((j, 1.0), (i, -1.0)):
+            if k in col:
+                rhs[col[k]] += sign * w * d
+                lap[col[k], col[k]] += w
+        if i in col and j in col:
+            lap[col[i], col[j]] -= w
+            lap[col[j], col[i]] -= w
+    sol = _cholesky_solve(lap, rhs)
     for k, c in col.items():
         x[k] = sol[c]
+    return x
+
+
+@njit(cache=True)
+def _cholesky_solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """x with a·x = b for a symmetric positive definite a (sums in a fixed order)."""
+    n = b.size
+    low = np.zeros((n, n))
+    for j in range(n):
+        acc = a[j, j]
+        for k in range(j):
+            acc -= low[j, k] * low[j, k]
+        low[j, j] = math.sqrt(max(acc, 1e-300))
+        for i in range(j + 1, n):
+            acc = a[i, j]
+            for k in range(j):
+                acc -= low[i, k] * low[j, k]
+            low[i, j] = acc / low[j, j]
+    y = np.zeros(n)
+    for i in range(n):
+        acc = b[i]
+        for k in range(i):
+            acc -= low[i, k] * y[k]
+        y[i] = acc / low[i, i]
+    x = np.zeros(n)
+    for i in range(n - 1, -1, -1):
+        acc = y[i]
+        for k in range(i + 1, n):
+            acc -= low[k, i] * x[k]
+        x[i] = acc / low[i, i]
     return x
 
 

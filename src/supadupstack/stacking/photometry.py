@@ -174,10 +174,18 @@ def star_scales(
     return grey, channels
 
 
-def common_sky(
-    x: Patch, ref: Patch, samples: int = 20_000
-) -> tuple[list[float], list[float]] | None:
-    """Clipped sky medians per channel of x and ref over their common valid pixels, or None.
+@dataclass
+class CommonSky:
+    """Clipped sky medians per channel of two patches over their common valid pixels, and
+    how many pixels those are (counted on the sampling grid, times its cell area)."""
+
+    sky_x: list[float]
+    sky_ref: list[float]
+    pixels: int
+
+
+def common_sky(x: Patch, ref: Patch, samples: int = 20_000) -> CommonSky | None:
+    """The skies of x and ref over their common valid pixels (``CommonSky``), or None.
 
     Read on a regular grid of about ``samples`` pixels (every ``step``-th row and column):
     a median of 2e4 sky pixels is known to 0.9 % of the pixel noise, far below what an
@@ -198,9 +206,11 @@ def common_sky(
         return None
     vx, vr = dx[both], dr[both]
     nch = vx.shape[-1]
-    return [clipped_median(vx[:, c]) for c in range(nch)], [
-        clipped_median(vr[:, c]) for c in range(nch)
-    ]
+    return CommonSky(
+        [clipped_median(vx[:, c]) for c in range(nch)],
+        [clipped_median(vr[:, c]) for c in range(nch)],
+        int(both.sum()) * step * step,
+    )
 
 
 def photometric_fit(
@@ -229,7 +239,7 @@ def photometric_fit(
     nch = len(channels)
     scale = [c.value for c in channels] if colour else [grey.value] * nch  # type: ignore[union-attr]
     how = f"{grey.n_stars} common stars, {note}"
-    sky_x, sky_r = skies
+    sky_x, sky_r = skies.sky_x, skies.sky_ref
     offset = [sr_ - s * sx_ for s, sx_, sr_ in zip(scale, sky_x, sky_r, strict=True)]
     return PhotometricFit(
         scale, offset, grey.n_stars, sky_x, sky_r, grey.value, grey.error, colour, how
