@@ -10,6 +10,7 @@ half of ``cfg.memory_budget_mb`` (the other half is headroom for the caller's pa
 
 from __future__ import annotations
 
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -19,7 +20,7 @@ from numba.typed import List
 
 from supadupstack.canvas.resample import Patch
 from supadupstack.config import StackingConfig
-from supadupstack.stacking import kernels
+from supadupstack.stacking import kernels, lockstep
 from supadupstack.stacking.normalize import fit_background, fit_linear_info, robust_noise
 from supadupstack.stacking.student_clip import limits
 
@@ -87,22 +88,21 @@ def _normalisation(
     return a, b, fallback
 
 
-_PLANES = types.Array(types.float32, 3, "A")
-_WEIGHTS = types.Array(types.float32, 2, "A")
+_ROWS = types.Array(types.float32, 2, "C")
 
 
 def _native32(a: np.ndarray) -> np.ndarray:
-    """The array itself when it is native-endian float32 (a view, no copy), else a copy."""
-    if a.dtype == np.float32 and a.dtype.isnative:
-        return a
-    return np.ascontiguousarray(a, dtype=np.float32)
+    """The rows of ``a`` as a C-contiguous native float32 (n, ·) array: a view, no copy, when
+    they already are (in-memory patches), else a copy (memory-mapped big-endian FITS)."""
+    return np.ascontiguousarray(a, dtype=np.float32).reshape(a.shape[0], math.prod(a.shape[1:]))
 
 
 def _chunk_inputs(patches: list[Patch], chunk: Box):
-    """Typed lists of each patch's rows inside ``chunk`` (views when native float32, so
-    in-memory patches are never copied; memory-mapped big-endian FITS patches are converted
-    for these rows only) and their (row, column) offsets in the chunk."""
-    planes, weights = List.empty_list(_PLANES), List.empty_list(_WEIGHTS)
+    """Typed lists of each patch's rows inside ``chunk`` as (rows, w·C) and (rows, w) arrays
+    (views when native contiguous float32, so in-memory patches are never copied; memory-mapped
+    big-endian FITS patches are converted for these rows only) and their (row, column)
+    offsets in the chunk."""
+    planes, weights = List.empty_list(_ROWS), List.empty_list(_ROWS)
     oy, ox = np.zeros(len(patches), np.int64), np.zeros(len(patches), np.int64)
     cy0, cx0, nr, _ = chunk
     for i, p in enumerate(patches):
@@ -180,7 +180,7 @@ def stack_patches(
         nr = min(rows, h - r0)
         planes, weights, oy, ox = _chunk_inputs(patches, (by0 + r0, bx0, nr, w))
         nrej = np.zeros((nr, 2), np.int64)
-        kernels.stack_rows(
+        lockstep.stack_rows(
             planes,
             weights,
             oy,

@@ -1,0 +1,236 @@
+"""The fused chunk kernel of the stacking driver: gather, reject and combine a row chunk.
+
+Each thread gathers one output row and a block of columns into planar (sample, channel·column)
+float64 buffers, read straight from the patches (no stacked copy). Winsorized (or no)
+rejection with a mean runs in lockstep over the block (``winsorized_block``), then one SIMD
+pass accumulates the weighted mean of the accepted samples. Kappa-sigma, linear-fit clipping
+and the median run pixel by pixel (``kernels._combine_pixel``). The result of a pixel depends
+neither on its block nor on the thread count.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from supadupstack.stacking.kernels import FAST, KAPPA, LINEAR, MEAN, WINSORIZED, _combine_pixel
+from supadupstack.stacking.winsorized_block import sorting_pairs, winsorized_block
+
+BLOCK_VALUES = 512  # pixel-channels processed together: the (N, block) buffers stay in L2
+INF = np.inf
+
+
+@njit(cache=True, fastmath=FAST, error_model="numpy")
+def _gather(planes, weights, oy, ox, a, b, r, x0, x1, vals, wgt):
+    """Samples of row r, columns [x0, x1) into planar buffers (nx = x1 − x0 columns).
+
+    vals[i, c·nx + x − x0] = a[i, c]·v + b[i, c] (NaN where missing: no data or zero weight),
+    wgt[i, x − x0] = the resampling weight (0 outside the patch). The copy loops index with
+    unsigned offsets: numba then emits no negative-index fix-up, which would stop SIMD.
+    """
+    nch = a.shape[1]
+    nx = x1 - x0
+    for i in range(len(planes)):
+        pl = planes[i]
+        pr = r - oy[i]
+        lo = x1
+        hi = x1
+        if 0 <= pr < pl.shape[0]:
+            lo = min(max(x0, ox[i]), x1)
+            hi = max(min(x1, ox[i] + pl.shape[1] // nch), lo)
+        vi, gi = vals[i], wgt[i]
+        for x in range(x0, lo):
+            gi[x - x0] = 0.0
+        for x in range(hi, x1):
+            gi[x - x0] = 0.0
+        for c in range(nch):
+            for x in range(x0, lo):
+                vi[c * nx + x - x0] = np.nan
+            for x in range(hi, x1):
+                vi[c * nx + x - x0] = np.nan
+        if hi <= lo:
+            continue
+        row = pl[pr]  # (w·C,): pixels of the patch row, channels interleaved
+        wrow = weights[i][pr]
+        src = np.uint64(lo - ox[i])
+        dst = np.uint64(lo - x0)
+        for k in range(hi - lo):
+            gi[dst + np.uint64(k)] = wrow[src + np.uint64(k)]
+        if nch == 3:  # constant stride: the compiler de-interleaves with vector shuffles
+            _deinterleave3(row, gi, vi, a[i], b[i], src, dst, hi - lo, nx)
+            continue
+        for c in range(nch):
+            ac = a[i, c]
+            bc = b[i, c]
+            uc = np.uint64(c)
+            un = np.uint64(nch)
+            out = dst + np.uint64(c * nx)
+            for k in range(hi - lo):
+                uk = np.uint64(k)
+                v = row[un * (src + uk) + uc]
+                ok = (gi[dst + uk] > 0.0) & (v == v)
+                vi[out + uk] = ac * v + bc if ok else np.nan
+
+
+@njit(cache=True, fastmath=FAST, error_model="numpy")
+def _deinterleave3(row, gi, vi, a, b, src, dst, n, nx):
+    """The 3-channel case of ``_gather``: n pixels from row[3·src:] to vi (planar)."""
+    a0, a1, a2 = a[0], a[1], a[2]
+    b0, b1, b2 = b[0], b[1], b[2]
+    o1 = dst + np.uint64(nx)
+    o2 = dst + np.uint64(2 * nx)
+    three = np.uint64(3)
+    for k in range(n):
+        uk = np.uint64(k)
+        e = three * (src + uk)
+        v0 = row[e]
+        v1 = row[e + np.uint64(1)]
+        v2 = row[e + np.uint64(2)]
+        g = gi[dst + uk] > 0.0
+        vi[dst + uk] = a0 * v0 + b0 if g & (v0 == v0) else np.nan
+        vi[o1 + uk] = a1 * v1 + b1 if g & (v1 == v1) else np.nan
+        vi[o2 + uk] = a2 * v2 + b2 if g & (v2 == v2) else np.nan
+
+
+@njit(cache=True, fastmath=FAST, error_model="numpy")
+def _mean_block(vals, wgt, wn, nx, lo_p, hi_p, acc, kept):
+    """Weighted mean sums of the samples inside [lo_p, hi_p] (NaN never is) of every
+    pixel-channel: acc[0] = Σ w, acc[1] = Σ w·v, acc[2] = Σ resampling weight; kept = their
+    count."""
+    nsamp, nch = wn.shape
+    npix = nx * nch
+    sw, swv, cover = acc[0], acc[1], acc[2]
+    for p in range(npix):
+        sw[p] = 0.0
+        swv[p] = 0.0
+        cover[p] = 0.0
+        kept[p] = 0
+    for j in range(nsamp):
+        vj, gj = vals[j], wgt[j]
+        for c in range(nch):
+            wc = wn[j, c]
+            base = np.uint64(c * nx)
+            for x in range(nx):
+                p = base + np.uint64(x)
+                v = vj[p]
+                g = gj[x]
+                t = g * wc
+                ok = (v >= lo_p[p]) & (v <= hi_p[p])  # False for NaN (missing)
+                sw[p] += t if ok else 0.0
+                swv[p] += t * v if ok else 0.0
+                cover[p] += g if ok else 0.0
+                kept[p] += 1 if ok else 0
+
+
+@njit(cache=True, fastmath=FAST, error_model="numpy")
+def _count(vals, npix, cnt):
+    """cnt[p] = samples present (not NaN) in column p of vals."""
+    for p in range(npix):
+        cnt[p] = 0
+    for j in range(vals.shape[0]):
+        vj = vals[j]
+        for p in range(npix):
+            cnt[p] += 0 if math.isnan(vj[p]) else 1
+
+
+@njit(cache=True, fastmath=FAST, error_model="numpy")
+def _pixelwise(vals, wgt, wn, nx, p, method, lim, max_iter, combine, work, keep, scores):
+    """Reject and combine pixel-channel p of the block one sample at a time (kappa, linear
+    fit, median); returns (value, Σ accepted resampling weight, samples, kept)."""
+    col, cw, cr, buf = work[0], work[1], work[2], work[3]
+    x = p % nx
+    c = p // nx
+    n = 0
+    for j in range(vals.shape[0]):
+        v = vals[j, p]
+        if not math.isnan(v):
+            col[n] = v
+            cw[n] = wgt[j, x] * wn[j, c]
+            cr[n] = wgt[j, x]
+            n += 1
+    val, cov, k = _combine_pixel(col, cw, cr, n, method, lim, max_iter, combine, keep, buf, scores)
+    return val, cov, n, k
+
+
+@njit(cache=True, parallel=True, fastmath=FAST, error_model="numpy")
+def stack_rows(planes, weights, oy, ox, a, b, wn, method, lim, max_iter, combine, out, cov, nrej):
+    """Fused chunk kernel: normalise, reject and combine every pixel of a row chunk.
+
+    ``planes`` / ``weights``: typed lists of the N samples' rows, (h_i, w_i·C) float32 with
+    the channels of a pixel side by side (NaN = missing) and (h_i, w_i) float32 resampling
+    weights (0 = missing), both C-contiguous; element [0, 0]
+    of sample i is output pixel (oy[i], ox[i]) (offsets may be negative or out of range: only
+    the overlap is read). a, b, wn (N, C): scale, offset and noise weight of each sample.
+    ``lim``: rejection thresholds (``student_clip.limits``). Writes out (R, W, C) (NaN
+    where nothing is accepted), cov (R, W) = sum of accepted resampling weights averaged
+    over channels, nrej (R, 2) rejected and total sample counts.
+    """
+    nrow, ncol, nch = out.shape
+    nsamp = len(planes)
+    cols = max(1, BLOCK_VALUES // nch)
+    nblk = (ncol + cols - 1) // cols
+    pairs = sorting_pairs(nsamp)
+    lockstep = combine == MEAN and method != KAPPA and method != LINEAR
+    ntask = min(nrow, 64)
+    for task in prange(ntask):
+        npx = cols * nch
+        vals = np.empty((nsamp, npx), dtype=np.float64)
+        wgt = np.empty((nsamp, cols), dtype=np.float32)
+        srt = np.empty((nsamp, npx), dtype=np.float64)
+        dev = np.empty((nsamp, npx), dtype=np.float64)
+        cnt = np.empty(npx, dtype=np.int64)
+        m = np.zeros(npx)
+        s = np.zeros(npx)
+        st = np.empty((6, npx))
+        ist = np.empty((3, npx), dtype=np.int64)
+        cur = np.empty(npx, dtype=np.bool_)
+        bounds = np.empty((2, npx))
+        acc = np.empty((3, npx))
+        kept = np.empty(npx, dtype=np.int64)
+        work = np.empty((4, nsamp))
+        keep = np.empty(nsamp, dtype=np.bool_)
+        scores = np.zeros(nsamp + 1)
+        kl, kh = lim[0, 0], lim[1, 0]
+        for r in range(task * nrow // ntask, (task + 1) * nrow // ntask):
+            rejected = 0
+            total = 0
+            for blk in range(nblk):
+                x0 = blk * cols
+                x1 = min(ncol, x0 + cols)
+                nx = x1 - x0
+                npix = nx * nch
+                _gather(planes, weights, oy, ox, a, b, r, x0, x1, vals, wgt)
+                _count(vals, npix, cnt)
+                if lockstep:
+                    if method == WINSORIZED:
+                        winsorized_block(
+                            vals, cnt, npix, pairs, max_iter, srt, dev, m, s, st, ist, cur
+                        )
+                    lo_p, hi_p = bounds[0], bounds[1]
+                    for p in range(npix):
+                        rej = method == WINSORIZED and s[p] > 0.0
+                        lo_p[p] = m[p] - kl * s[p] if rej else -INF
+                        hi_p[p] = m[p] + kh * s[p] if rej else INF
+                    _mean_block(vals, wgt, wn, nx, lo_p, hi_p, acc, kept)
+                for x in range(nx):
+                    cv = 0.0
+                    for c in range(nch):
+                        p = c * nx + x
+                        if lockstep:
+                            sw, swv = acc[0, p], acc[1, p]
+                            val = swv / sw if kept[p] > 0 and sw > 0 else np.nan
+                            cw, n, k = acc[2, p], cnt[p], kept[p]
+                        else:
+                            val, cw, n, k = _pixelwise(
+                                vals, wgt, wn, nx, p, method, lim, max_iter, combine, work, keep,
+                                scores,
+                            )  # fmt: skip
+                        out[r, x0 + x, c] = val
+                        cv += cw
+                        rejected += n - k
+                        total += n
+                    cov[r, x0 + x] = cv / nch
+            nrej[r, 0] = rejected
+            nrej[r, 1] = total
