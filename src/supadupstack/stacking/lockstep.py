@@ -1,11 +1,13 @@
-"""The fused chunk kernel of the stacking driver: gather, reject and combine a row chunk.
+"""The fused chunk kernel of the stacking driver for the default winsorized (or no) rejection
+with a weighted mean: gather, reject and combine a range of output rows.
 
-Each thread gathers one output row and a block of columns into planar (sample, channel·column)
-float64 buffers, read straight from the patches (no stacked copy). Winsorized (or no)
-rejection with a mean runs in lockstep over the block (``winsorized_block``), then one SIMD
-pass accumulates the weighted mean of the accepted samples. Kappa-sigma, linear-fit clipping
-and the median run pixel by pixel (``kernels._combine_pixel``). The result of a pixel depends
-neither on its block nor on the thread count.
+Each call gathers one output row and a block of columns at a time into planar (sample,
+channel·column) float64 buffers, read straight from the patches (no stacked copy); the
+rejection runs in lockstep over the block (``winsorized_block``), then one SIMD pass
+accumulates the weighted mean of the accepted samples. Kappa-sigma, linear-fit clipping and
+the median run pixel by pixel in ``pixelwise``, a kernel of its own: a first run compiles
+only the path it uses. The result of a pixel depends neither on its block nor on the thread
+count.
 """
 
 from __future__ import annotations
@@ -13,13 +15,29 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
+from numba.typed import List
 
-from supadupstack.stacking.kernels import FAST, KAPPA, LINEAR, MEAN, WINSORIZED, _combine_pixel
-from supadupstack.stacking.winsorized_block import sorting_pairs, winsorized_block
+from supadupstack.stacking.kernels import FAST
+from supadupstack.stacking.winsorized_block import winsorized_block
 
 BLOCK_VALUES = 512  # pixel-channels processed together: the (N, block) buffers stay in L2
 INF = np.inf
+
+
+@njit(cache=True)
+def rows_list(first):
+    """A typed list holding ``first``, made by a cached function: numba compiles the typed
+    list's own methods anew in every process (about 0.5 s) when Python calls them."""
+    out = List()
+    out.append(first)
+    return out
+
+
+@njit(cache=True)
+def add_rows(rows, more):
+    """rows.append(more), compiled once and cached (see ``rows_list``)."""
+    rows.append(more)
 
 
 @njit(cache=True, fastmath=FAST, error_model="numpy")
@@ -135,102 +153,65 @@ def _count(vals, npix, cnt):
             cnt[p] += 0 if math.isnan(vj[p]) else 1
 
 
-@njit(cache=True, fastmath=FAST, error_model="numpy")
-def _pixelwise(vals, wgt, wn, nx, p, method, lim, max_iter, combine, work, keep, scores):
-    """Reject and combine pixel-channel p of the block one sample at a time (kappa, linear
-    fit, median); returns (value, Σ accepted resampling weight, samples, kept)."""
-    col, cw, cr, buf = work[0], work[1], work[2], work[3]
-    x = p % nx
-    c = p // nx
-    n = 0
-    for j in range(vals.shape[0]):
-        v = vals[j, p]
-        if not math.isnan(v):
-            col[n] = v
-            cw[n] = wgt[j, x] * wn[j, c]
-            cr[n] = wgt[j, x]
-            n += 1
-    val, cov, k = _combine_pixel(col, cw, cr, n, method, lim, max_iter, combine, keep, buf, scores)
-    return val, cov, n, k
-
-
-@njit(cache=True, parallel=True, fastmath=FAST, error_model="numpy")
-def stack_rows(planes, weights, oy, ox, a, b, wn, method, lim, max_iter, combine, out, cov, nrej):
-    """Fused chunk kernel: normalise, reject and combine every pixel of a row chunk.
+@njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy")
+def stack_rows(
+    planes, weights, oy, ox, a, b, wn, pairs, winsorize, kl, kh, max_iter, rows, out, cov, nrej
+):
+    """Winsorized (or no) rejection and weighted mean of output rows rows[0]..rows[1] − 1.
 
     ``planes`` / ``weights``: typed lists of the N samples' rows, (h_i, w_i·C) float32 with
     the channels of a pixel side by side (NaN = missing) and (h_i, w_i) float32 resampling
-    weights (0 = missing), both C-contiguous; element [0, 0]
-    of sample i is output pixel (oy[i], ox[i]) (offsets may be negative or out of range: only
-    the overlap is read). a, b, wn (N, C): scale, offset and noise weight of each sample.
-    ``lim``: rejection thresholds (``student_clip.limits``). Writes out (R, W, C) (NaN
-    where nothing is accepted), cov (R, W) = sum of accepted resampling weights averaged
-    over channels, nrej (R, 2) rejected and total sample counts.
+    weights (0 = missing), both C-contiguous; element [0, 0] of sample i is output pixel
+    (oy[i], ox[i]) (offsets may be negative or out of range: only the overlap is read).
+    a, b, wn (N, C): scale, offset and noise weight of each sample. ``pairs``: the sorting
+    network of N values (``sorting_pairs``); kl, kh: κ of each side. Writes out (R, W, C)
+    (NaN where nothing is accepted), cov (R, W) = sum of accepted resampling weights averaged
+    over channels, nrej (R, 2) rejected and total sample counts. No GIL: the caller runs
+    disjoint row ranges on threads, each row in one call, so the bytes never depend on them.
     """
-    nrow, ncol, nch = out.shape
+    _, ncol, nch = out.shape
     nsamp = len(planes)
     cols = max(1, BLOCK_VALUES // nch)
-    nblk = (ncol + cols - 1) // cols
-    pairs = sorting_pairs(nsamp)
-    lockstep = combine == MEAN and method != KAPPA and method != LINEAR
-    ntask = min(nrow, 64)
-    for task in prange(ntask):
-        npx = cols * nch
-        vals = np.empty((nsamp, npx), dtype=np.float64)
-        wgt = np.empty((nsamp, cols), dtype=np.float32)
-        srt = np.empty((nsamp, npx), dtype=np.float64)
-        dev = np.empty((nsamp, npx), dtype=np.float64)
-        cnt = np.empty(npx, dtype=np.int64)
-        m = np.zeros(npx)
-        s = np.zeros(npx)
-        st = np.empty((6, npx))
-        ist = np.empty((3, npx), dtype=np.int64)
-        cur = np.empty(npx, dtype=np.bool_)
-        bounds = np.empty((2, npx))
-        acc = np.empty((3, npx))
-        kept = np.empty(npx, dtype=np.int64)
-        work = np.empty((4, nsamp))
-        keep = np.empty(nsamp, dtype=np.bool_)
-        scores = np.zeros(nsamp + 1)
-        kl, kh = lim[0, 0], lim[1, 0]
-        for r in range(task * nrow // ntask, (task + 1) * nrow // ntask):
-            rejected = 0
-            total = 0
-            for blk in range(nblk):
-                x0 = blk * cols
-                x1 = min(ncol, x0 + cols)
-                nx = x1 - x0
-                npix = nx * nch
-                _gather(planes, weights, oy, ox, a, b, r, x0, x1, vals, wgt)
-                _count(vals, npix, cnt)
-                if lockstep:
-                    if method == WINSORIZED:
-                        winsorized_block(
-                            vals, cnt, npix, pairs, max_iter, srt, dev, m, s, st, ist, cur
-                        )
-                    lo_p, hi_p = bounds[0], bounds[1]
-                    for p in range(npix):
-                        rej = method == WINSORIZED and s[p] > 0.0
-                        lo_p[p] = m[p] - kl * s[p] if rej else -INF
-                        hi_p[p] = m[p] + kh * s[p] if rej else INF
-                    _mean_block(vals, wgt, wn, nx, lo_p, hi_p, acc, kept)
-                for x in range(nx):
-                    cv = 0.0
-                    for c in range(nch):
-                        p = c * nx + x
-                        if lockstep:
-                            sw, swv = acc[0, p], acc[1, p]
-                            val = swv / sw if kept[p] > 0 and sw > 0 else np.nan
-                            cw, n, k = acc[2, p], cnt[p], kept[p]
-                        else:
-                            val, cw, n, k = _pixelwise(
-                                vals, wgt, wn, nx, p, method, lim, max_iter, combine, work, keep,
-                                scores,
-                            )  # fmt: skip
-                        out[r, x0 + x, c] = val
-                        cv += cw
-                        rejected += n - k
-                        total += n
-                    cov[r, x0 + x] = cv / nch
-            nrej[r, 0] = rejected
-            nrej[r, 1] = total
+    npx = cols * nch
+    vals = np.empty((nsamp, npx))
+    wgt = np.empty((nsamp, cols), dtype=np.float32)
+    srt = np.empty((nsamp, npx))
+    dev = np.empty((nsamp, npx))
+    cnt = np.empty(npx, dtype=np.int64)
+    m = np.zeros(npx)
+    s = np.zeros(npx)
+    st = np.empty((6, npx))
+    ist = np.empty((3, npx), dtype=np.int64)
+    cur = np.empty(npx, dtype=np.bool_)
+    bounds = np.empty((2, npx))
+    acc = np.empty((3, npx))
+    kept = np.empty(npx, dtype=np.int64)
+    lo_p, hi_p = bounds[0], bounds[1]
+    for r in range(rows[0], rows[1]):
+        rejected = 0
+        total = 0
+        for x0 in range(0, ncol, cols):
+            x1 = min(ncol, x0 + cols)
+            nx = x1 - x0
+            npix = nx * nch
+            _gather(planes, weights, oy, ox, a, b, r, x0, x1, vals, wgt)
+            _count(vals, npix, cnt)
+            if winsorize:
+                winsorized_block(vals, cnt, npix, pairs, max_iter, srt, dev, m, s, st, ist, cur)
+            for p in range(npix):
+                rej = winsorize and s[p] > 0.0
+                lo_p[p] = m[p] - kl * s[p] if rej else -INF
+                hi_p[p] = m[p] + kh * s[p] if rej else INF
+            _mean_block(vals, wgt, wn, nx, lo_p, hi_p, acc, kept)
+            for x in range(nx):
+                cv = 0.0
+                for c in range(nch):
+                    p = c * nx + x
+                    sw = acc[0, p]
+                    out[r, x0 + x, c] = acc[1, p] / sw if kept[p] > 0 and sw > 0 else np.nan
+                    cv += acc[2, p]
+                    rejected += cnt[p] - kept[p]
+                    total += cnt[p]
+                cov[r, x0 + x] = cv / nch
+        nrej[r, 0] = rejected
+        nrej[r, 1] = total

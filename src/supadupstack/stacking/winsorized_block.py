@@ -27,16 +27,15 @@ from supadupstack.stacking.kernels import FAST
 INF = np.inf
 
 
-@njit(cache=True)
-def sorting_pairs(n):
-    """Comparators (k, 2) of Batcher's odd-even merge sort for n values (lower index gets the
-    minimum). Built for the next power of two; comparators touching an index ≥ n are dropped,
-    which is exact when the missing values are +inf (they are already in place)."""
+def sorting_pairs(n: int) -> np.ndarray:
+    """Comparators (k, 2) int64 of Batcher's odd-even merge sort for n values (lower index gets
+    the minimum). Built for the next power of two; comparators touching an index ≥ n are
+    dropped, which is exact when the missing values are +inf (they are already in place).
+    Plain Python: a table of a few hundred pairs, made once per stack."""
     n2 = 1
     while n2 < n:
         n2 *= 2
-    out = np.empty((max(n2 * 64, 16), 2), np.int64)
-    q = 0
+    out = []
     p = 1
     while p < n2:
         k = p
@@ -44,16 +43,10 @@ def sorting_pairs(n):
             for j in range(k % p, n2 - k, 2 * k):
                 for i in range(min(k, n2 - j - k)):
                     if (i + j) // (2 * p) == (i + j + k) // (2 * p) and i + j + k < n:
-                        if q == out.shape[0]:
-                            grown = np.empty((2 * q, 2), np.int64)
-                            grown[:q] = out
-                            out = grown
-                        out[q, 0] = i + j
-                        out[q, 1] = i + j + k
-                        q += 1
+                        out.append((i + j, i + j + k))
             k //= 2
         p *= 2
-    return out[:q].copy()
+    return np.array(out, np.int64).reshape(-1, 2)
 
 
 @njit(cache=True, fastmath=FAST, error_model="numpy")
