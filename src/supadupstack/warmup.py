@@ -1,0 +1,296 @@
+"""Compile the numba kernels ahead of a first run, in parallel, and keep their cache current.
+
+Every ``@njit(cache=True)`` kernel compiles on its first call and is then read from numba's
+on-disk cache: ~15 CPU-seconds for the kernels of a default run, paid by the first run after
+an install (and by every worker process of it at once). ``compile_kernels`` runs the pipeline's
+own stage functions on tiny synthetic inputs, so each kernel compiles with exactly the argument
+types a run gives it, in a few processes at once (numba compiles one function at a time per
+process); ``ensure_compiled`` does so only when a marker says this install, this CPU and these
+kernel sources have not been compiled yet. ``supadupstack warmup`` (also
+``python -m supadupstack.warmup``) compiles every kernel; ``scripts/dev.sh env`` runs it. A
+wheel installed by plain pip cannot run code at install time: there the first run warms up.
+
+Cache version: numba keys a kernel's cache on its own source file only, so a caller kept
+its compiled code when a callee in another module changed. ``ensure_compiled`` hashes the
+sources of every kernel module and, when the hash changes, empties the cache of every kernel
+before compiling again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import importlib
+import logging
+import multiprocessing
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numba
+import numpy as np
+
+log = logging.getLogger(__name__)
+PACKAGE = Path(__file__).resolve().parent
+
+
+def kernel_modules() -> list[str]:
+    """Dotted names of the package's modules that define numba kernels, sorted."""
+    names = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if re.search(r"^@njit", path.read_text(encoding="utf-8"), re.MULTILINE):
+            rel = path.relative_to(PACKAGE.parent).with_suffix("")
+            names.append(".".join(rel.parts))
+    return names
+
+
+def sources_key() -> str:
+    """Hash of the kernel modules' sources and of the numba, numpy and Python versions."""
+    h = hashlib.sha256(f"{numba.__version__} {np.__version__} {sys.version_info[:2]}".encode())
+    for name in kernel_modules():
+        h.update(name.encode())
+        h.update((PACKAGE.parent / Path(*name.split("."))).with_suffix(".py").read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _cpu_key() -> str:
+    """Hash of the CPU numba compiles for: its cache keeps one entry per CPU."""
+    from numba.core.registry import cpu_target
+
+    magic = cpu_target.target_context.codegen().magic_tuple()
+    return hashlib.sha256(repr(magic).encode()).hexdigest()[:12]
+
+
+def _dispatchers() -> Iterator[object]:
+    """Every cached numba kernel defined in the package."""
+    from numba.core.dispatcher import Dispatcher
+
+    for name in kernel_modules():
+        module = importlib.import_module(name)
+        for obj in vars(module).values():
+            if isinstance(obj, Dispatcher) and obj.py_func.__module__ == name:
+                yield obj
+
+
+def cache_dir() -> Path | None:
+    """Where numba caches this package's kernels (beside the sources, or the user cache when
+    they are read-only); None when caching is off (NUMBA_DISABLE_JIT, nowhere writable)."""
+    from supadupstack import order_stats
+
+    path = getattr(getattr(order_stats.select_kth, "_cache", None), "_cache_path", None)
+    return Path(path) if path else None
+
+
+def _forget_compiled() -> int:
+    """Empty the cache index of every kernel (their compiled code is then rebuilt)."""
+    n = 0
+    for dispatcher in _dispatchers():
+        cache = getattr(dispatcher, "_cache", None)
+        if hasattr(cache, "flush"):
+            cache.flush()
+            n += 1
+    return n
+
+
+# Warm-up groups: tiny runs of the stage functions, one process each.
+
+
+def _star_image(h: int = 160, w: int = 192, seed: int = 0) -> np.ndarray:
+    """(h, w, 3) float32 sky with a dozen stars (FWHM ~3.5 px) and noise, in ADU."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = rng.normal(800.0, 12.0, (h, w))
+    stars = zip(rng.uniform(12, h - 12, 12), rng.uniform(12, w - 12, 12), rng.uniform(2e3, 4e4, 12))
+    for y, x, flux in stars:
+        img += flux / (2 * np.pi * 1.5**2) * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / 4.5)
+    return np.repeat(img[..., None], 3, axis=2).astype(np.float32)
+
+
+def _warm_frames() -> None:
+    """Hot pixels (Bayer and mono), star detection and fits."""
+    from supadupstack.catalogue.stage import detection_settings, measure_quality
+    from supadupstack.config import Config
+    from supadupstack.frames.hotpixels import repair_hot_pixels
+
+    img = _star_image()
+    raw = img[..., 1].copy()
+    raw[7, 9] += 5e4
+    repair_hot_pixels(raw, "GRBG")
+    repair_hot_pixels(raw, None)
+    measure_quality(img, detection_settings(Config()))
+
+
+def _warm_canvas() -> None:
+    """Resampling onto a canvas."""
+    from astropy.wcs import WCS
+
+    from supadupstack.canvas import canvas_from_frames, resample_to_canvas
+    from supadupstack.config import Config
+
+    img = _star_image(64, 80)
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crval = [180.0, 40.0]
+    wcs.wcs.crpix = [40.5, 32.5]
+    wcs.wcs.cd = [[-1e-3, 1e-4], [1e-4, 1e-3]]
+    cfg = Config()
+    canvas = canvas_from_frames([wcs], [img.shape[:2]], cfg.canvas)
+    resample_to_canvas(img, wcs, canvas, cfg.resample.kernel, cfg.resample.grid_step_px)
+
+
+def _patches(n: int = 5):
+    from supadupstack.canvas.resample import Patch
+
+    rng = np.random.default_rng(1)
+    weight = np.ones((24, 40), np.float32)
+    data = rng.normal(500, 9, (n, 24, 40, 3)).astype(np.float32)
+    return [Patch(i, 2 * i, data[i], weight) for i in range(n)]
+
+
+def _warm_stacking() -> None:
+    """The default stacking: winsorized (or no) rejection with a weighted mean."""
+    from supadupstack.config import StackingConfig
+    from supadupstack.stacking.engine import stack_patches
+
+    stack_patches(_patches(), StackingConfig())
+
+
+def _warm_other_stacking() -> None:
+    """Kappa-sigma, linear-fit clipping and the median, and the public per-pixel rejection."""
+    from supadupstack.config import StackingConfig
+    from supadupstack.stacking import reject
+    from supadupstack.stacking.engine import stack_patches
+
+    stack_patches(_patches(), StackingConfig(rejection="kappa_sigma"))
+    stack = np.stack([p.data for p in _patches()])
+    for method in ("winsorized_sigma", "kappa_sigma", "linear_fit_clip"):
+        reject.reject(stack, method)
+
+
+GROUPS: dict[str, Callable[[], None]] = {
+    "frames": _warm_frames,
+    "stacking": _warm_stacking,
+    "canvas": _warm_canvas,
+    "other-stacking": _warm_other_stacking,
+}
+RUN_GROUPS = ("frames", "stacking", "canvas")  # what a default run compiles
+
+
+def _run_group(name: str) -> float:
+    t = time.process_time()
+    GROUPS[name]()
+    return time.process_time() - t
+
+
+def compile_kernels(groups: tuple[str, ...] = tuple(GROUPS), workers: int = 0) -> dict:
+    """Compile the kernels of ``groups``, one process per group, ``workers`` at once (0: one
+    per core). Returns {group: CPU seconds} (NaN for a group that failed: it then compiles
+    on first use, as without a warm-up)."""
+    workers = max(1, min(workers or os.cpu_count() or 1, len(groups)))
+    if workers == 1:
+        return {name: _run_group(name) for name in groups}
+    out = {}
+    spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: nothing compiled yet
+    with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
+        futures = {name: pool.submit(_run_group, name) for name in groups}
+        for name, fut in futures.items():
+            try:
+                out[name] = fut.result()
+            except Exception as exc:  # noqa: BLE001 - a warm-up failure must not stop a run
+                log.warning("numba warm-up of %s failed: %s", name, exc)
+                out[name] = float("nan")
+    return out
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock in ``folder``: concurrent processes warm up one at a time."""
+    with open(folder / "supadupstack-warmup.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _missing(folder: Path, groups: tuple[str, ...], key: str) -> tuple[str, ...]:
+    """The groups not yet compiled for these sources on this CPU (a marker file per group)."""
+    cpu = _cpu_key()
+    out = []
+    for name in groups:
+        try:
+            done = (folder / f"supadupstack-{cpu}-{name}.done").read_text() == key
+        except OSError:
+            done = False
+        if not done:
+            out.append(name)
+    return tuple(out)
+
+
+def _compile_missing(
+    folder: Path, groups: tuple[str, ...], key: str, workers: int, note: Callable[[str], None]
+) -> float:
+    """Under the lock: forget stale kernels if the sources changed, compile what is missing."""
+    sources = folder / "supadupstack-kernels.sources"
+    if not sources.exists() or sources.read_text() != key:
+        n = _forget_compiled()
+        for old in folder.glob("supadupstack-*.done"):
+            old.unlink()
+        sources.write_text(key)
+        log.info("kernel sources changed: the cache of %d kernels emptied", n)
+    todo = _missing(folder, groups, key)  # another process may have done them meanwhile
+    if not todo:
+        return 0.0
+    t = time.monotonic()
+    note(f"compiling the numba kernels once ({', '.join(todo)}) ...")
+    cpu = compile_kernels(todo, workers)
+    for name, seconds in cpu.items():
+        if np.isfinite(seconds):
+            (folder / f"supadupstack-{_cpu_key()}-{name}.done").write_text(key)
+    spent = time.monotonic() - t
+    note(f"kernels compiled in {spent:.1f} s ({sum(cpu.values()):.1f} CPU-s)")
+    return spent
+
+
+def ensure_compiled(
+    groups: tuple[str, ...] = RUN_GROUPS, workers: int = 0, note: Callable[[str], None] = log.info
+) -> float:
+    """Compile ``groups`` unless already done for these sources on this CPU; returns the
+    seconds spent (0 when nothing was to do: a hash of the sources and a few file reads).
+
+    When the kernel sources changed since the last warm-up (``sources_key``), every kernel's
+    cache is emptied first: a caller then never keeps code compiled against an old callee.
+    """
+    folder = cache_dir()
+    if folder is None or numba.config.DISABLE_JIT:
+        return 0.0
+    key = sources_key()
+    if not _missing(folder, groups, key):
+        return 0.0
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with _locked(folder):
+            return _compile_missing(folder, groups, key, workers, note)
+    except OSError as exc:  # a read-only cache: numba compiles on first use, as without
+        log.info("numba warm-up skipped: %s", exc)
+        return 0.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m supadupstack.warmup [-j N]``: compile every kernel now."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="supadupstack warmup", description=__doc__.splitlines()[0])
+    p.add_argument("-j", "--workers", type=int, default=0, help="processes (default: cores)")
+    args = p.parse_args(argv)
+    ensure_compiled(tuple(GROUPS), args.workers, note=lambda s: print(s, file=sys.stderr))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
