@@ -57,9 +57,9 @@ def test_changed_sources_empty_the_cache_before_compiling(tmp_path: Path, monkey
 
     monkeypatch.setattr(warmup, "compile_kernels", fake_compile)
     (tmp_path / "supadupstack-kernels.sources").write_text("key-1")
-    assert warmup.ensure_compiled(("frames", "stacking")) > 0
-    assert calls == ["forget", "frames,stacking"]
+    assert warmup.ensure_compiled(("catalogue", "stacking")) > 0
+    assert calls == ["forget", "catalogue,stacking"]
     assert (tmp_path / "supadupstack-kernels.sources").read_text() == "key-2"
-    assert warmup.ensure_compiled(("frames",)) == 0.0
-    assert warmup.ensure_compiled(("frames", "canvas")) > 0
-    assert calls == ["forget", "frames,stacking", "canvas"]
+    assert warmup.ensure_compiled(("catalogue",)) == 0.0
+    assert warmup.ensure_compiled(("catalogue", "calibration")) > 0
+    assert calls == ["forget", "catalogue,stacking", "calibration"]

@@ -111,18 +111,23 @@ def _star_image(h: int = 160, w: int = 192, seed: int = 0) -> np.ndarray:
     return np.repeat(img[..., None], 3, axis=2).astype(np.float32)
 
 
-def _warm_frames() -> None:
-    """Hot pixels (Bayer and mono), star detection and fits."""
+def _warm_catalogue() -> None:
+    """Star detection and fits (the largest group: a process of its own)."""
     from supadupstack.catalogue.stage import detection_settings, measure_quality
     from supadupstack.config import Config
+
+    measure_quality(_star_image(), detection_settings(Config()))
+
+
+def _warm_calibration() -> None:
+    """Hot pixels (Bayer and mono), then resampling onto a canvas."""
     from supadupstack.frames.hotpixels import repair_hot_pixels
 
-    img = _star_image()
-    raw = img[..., 1].copy()
+    raw = _star_image()[..., 1].copy()
     raw[7, 9] += 5e4
     repair_hot_pixels(raw, "GRBG")
     repair_hot_pixels(raw, None)
-    measure_quality(img, detection_settings(Config()))
+    _warm_canvas()
 
 
 def _warm_canvas() -> None:
@@ -172,13 +177,13 @@ def _warm_other_stacking() -> None:
         reject.reject(stack, method)
 
 
-GROUPS: dict[str, Callable[[], None]] = {
-    "frames": _warm_frames,
+GROUPS: dict[str, Callable[[], None]] = {  # the longest first: a free process takes the next
+    "catalogue": _warm_catalogue,
     "stacking": _warm_stacking,
-    "canvas": _warm_canvas,
     "other-stacking": _warm_other_stacking,
+    "calibration": _warm_calibration,
 }
-RUN_GROUPS = ("frames", "stacking", "canvas")  # what a default run compiles
+RUN_GROUPS = ("catalogue", "stacking", "calibration")  # what a default run compiles
 
 
 def _run_group(name: str) -> float:
