@@ -18,10 +18,12 @@ from supadupstack.stacking import combine, engine, reject
 
 
 def _scene(n: int, nch: int, seed: int) -> tuple[list[Patch], np.ndarray, np.ndarray]:
-    """n shifted partial patches (h, w, nch) with outliers, NaN holes and zero weights; the
-    full (n, H, W, nch) stack they make (NaN = missing) and the per-sample noise weights."""
+    """n shifted partial patches (h, w, nch) with outliers, and NaN holes and zero weights
+    in their first 300 columns; the full (n, H, W, nch) stack they make (NaN = missing) and
+    the per-sample noise weights. Blocks of the kernel (512 values) with and without missing
+    samples take its two paths to the median and MAD."""
     rng = np.random.default_rng(seed)
-    big_h, big_w = 23, 600  # 600 columns: several blocks of the kernel per row
+    big_h, big_w, w = 23, 1400, 1300
     stack = rng.normal(800.0, 15.0, (n, big_h, big_w, nch)).astype(np.float32)
     hit = rng.random(stack.shape) < 0.03
     stack[hit] += rng.uniform(60, 5000, hit.sum()).astype(np.float32)
@@ -29,11 +31,12 @@ def _scene(n: int, nch: int, seed: int) -> tuple[list[Patch], np.ndarray, np.nda
     patches = []
     for i in range(n):
         y0, x0 = int(rng.integers(0, 4)), int(rng.integers(0, 40))
-        data = stack[i, y0 : y0 + 18, x0 : x0 + 540].copy()
-        data[rng.random(data.shape) < 0.02] = np.nan
-        weight = np.where(rng.random(data.shape[:2]) < 0.03, 0.0, 1.0).astype(np.float32)
+        data = stack[i, y0 : y0 + 18, x0 : x0 + w].copy()
+        data[:, :300][rng.random(data[:, :300].shape) < 0.02] = np.nan
+        weight = np.ones(data.shape[:2], np.float32)
+        weight[:, :300][rng.random((18, 300)) < 0.03] = 0.0
         patches.append(Patch(y0, x0, data, weight))
-        full[i, y0 : y0 + 18, x0 : x0 + 540] = np.where(weight[..., None] > 0, data, np.nan)
+        full[i, y0 : y0 + 18, x0 : x0 + w] = np.where(weight[..., None] > 0, data, np.nan)
     wts = rng.uniform(0.5, 2.0, n)
     return patches, full, wts
 
