@@ -38,10 +38,8 @@ def private_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def compiled_kernels() -> None:
-    """The numba kernels compiled for the current sources before any test runs: a kernel
-    whose callee in another module changed is compiled again (numba alone would keep the
-    stale code), and the compiling runs in parallel processes once, under a lock shared
-    by the xdist workers, instead of inside whichever tests come first."""
+    """The numba kernels compiled before any test runs, in parallel processes once (under a
+    lock shared by the xdist workers) instead of inside whichever tests come first."""
     from supadupstack import warmup
 
     warmup.ensure_compiled(tuple(warmup.GROUPS))

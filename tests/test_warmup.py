@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from numba.core import event
 
-from supadupstack import pipeline, warmup
+from supadupstack import _kernel_cache, pipeline, warmup
 from supadupstack.cli import main
 from supadupstack.config import Config, apply_overrides
 from supadupstack.simulate import simulate_dataset
@@ -36,30 +36,55 @@ def test_warmup_command_is_a_no_op_once_done(capsys) -> None:
     assert "compiled already" in capsys.readouterr().err
 
 
-def test_kernel_modules_are_found() -> None:
-    names = warmup.kernel_modules()
-    for expected in ("supadupstack.frames.hotpixels", "supadupstack.stacking.lockstep"):
-        assert expected in names
-    assert "supadupstack.warmup" not in names and "supadupstack.cli" not in names
+def test_kernel_files_are_found() -> None:
+    names = {p.name for p in _kernel_cache.kernel_files()}
+    assert {"hotpixels.py", "lockstep.py", "_measure.py"} <= names
+    assert "warmup.py" not in names and "cli.py" not in names
 
 
-def test_changed_sources_empty_the_cache_before_compiling(tmp_path: Path, monkeypatch) -> None:
-    """A new sources key: every kernel's cache is emptied, the groups compile, markers are
-    written; the same key again: nothing to do."""
+def test_a_changed_kernel_source_forgets_every_kernel_cache(tmp_path: Path) -> None:
+    """Caller and callee in two modules: a change of the callee's source deletes the cache
+    files of both (numba alone would keep the caller's code compiled against the old one)."""
+    pkg = tmp_path / "pkg"
+    (pkg / "sub" / "__pycache__").mkdir(parents=True)
+    (pkg / "__pycache__").mkdir()
+    (pkg / "sub" / "callee.py").write_text("@njit(cache=True)\ndef f(x):\n    return x\n")
+    (pkg / "caller.py").write_text("@njit(cache=True)\ndef g(x):\n    return f(x)\n")
+    (pkg / "plain.py").write_text("def h():\n    return 1\n")
+    cached = [
+        pkg / "__pycache__" / "caller.g-2.py311.nbi",
+        pkg / "__pycache__" / "caller.g-2.py311.1.nbc",
+        pkg / "sub" / "__pycache__" / "callee.f-2.py311.nbi",
+    ]
+    cached.append(pkg / "__pycache__" / "supadupstack-cpu-stacking.done")  # a warm-up marker
+    for path in cached:
+        path.write_text("compiled")
+    assert _kernel_cache.forget_stale(pkg)  # no stored hash yet: forget
+    assert not any(path.exists() for path in cached)
+    for path in cached:
+        path.write_text("compiled")
+    assert not _kernel_cache.forget_stale(pkg)  # same sources: keep
+    (pkg / "plain.py").write_text("def h():\n    return 2\n")
+    assert not _kernel_cache.forget_stale(pkg)  # no kernel changed
+    assert all(path.exists() for path in cached)
+    (pkg / "sub" / "callee.py").write_text("@njit(cache=True)\ndef f(x):\n    return 2 * x\n")
+    assert _kernel_cache.forget_stale(pkg)
+    assert not any(path.exists() for path in cached)
+
+
+def test_groups_compile_once_per_sources_key(tmp_path: Path, monkeypatch) -> None:
     calls: list[str] = []
     monkeypatch.setattr(warmup, "cache_dir", lambda: tmp_path)
-    monkeypatch.setattr(warmup, "sources_key", lambda: "key-2")
-    monkeypatch.setattr(warmup, "_forget_compiled", lambda: calls.append("forget") or 3)
+    monkeypatch.setattr(warmup, "sources_key", lambda: "key-1")
 
     def fake_compile(groups, workers):
         calls.append(",".join(groups))
         return {name: 1.0 for name in groups}
 
     monkeypatch.setattr(warmup, "compile_kernels", fake_compile)
-    (tmp_path / "supadupstack-kernels.sources").write_text("key-1")
     assert warmup.ensure_compiled(("catalogue", "stacking")) > 0
-    assert calls == ["forget", "catalogue,stacking"]
-    assert (tmp_path / "supadupstack-kernels.sources").read_text() == "key-2"
     assert warmup.ensure_compiled(("catalogue",)) == 0.0
     assert warmup.ensure_compiled(("catalogue", "calibration")) > 0
-    assert calls == ["forget", "catalogue,stacking", "calibration"]
+    monkeypatch.setattr(warmup, "sources_key", lambda: "key-2")
+    assert warmup.ensure_compiled(("stacking",)) > 0
+    assert calls == ["catalogue,stacking", "calibration", "stacking"]

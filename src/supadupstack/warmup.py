@@ -1,19 +1,15 @@
-"""Compile the numba kernels ahead of a first run, in parallel, and keep their cache current.
+"""Compile the numba kernels ahead of a first run, several processes at once.
 
 Every ``@njit(cache=True)`` kernel compiles on its first call and is then read from numba's
 on-disk cache: ~15 CPU-seconds for the kernels of a default run, paid by the first run after
 an install (and by every worker process of it at once). ``compile_kernels`` runs the pipeline's
 own stage functions on tiny synthetic inputs, so each kernel compiles with exactly the argument
 types a run gives it, in a few processes at once (numba compiles one function at a time per
-process); ``ensure_compiled`` does so only when a marker says this install, this CPU and these
-kernel sources have not been compiled yet. ``supadupstack warmup`` (also
-``python -m supadupstack.warmup``) compiles every kernel; ``scripts/dev.sh env`` runs it. A
-wheel installed by plain pip cannot run code at install time: there the first run warms up.
-
-Cache version: numba keys a kernel's cache on its own source file only, so a caller kept
-its compiled code when a callee in another module changed. ``ensure_compiled`` hashes the
-sources of every kernel module and, when the hash changes, empties the cache of every kernel
-before compiling again.
+process); ``ensure_compiled`` does so only when a marker per group says this CPU and these
+kernel sources (``_kernel_cache.sources_key``, whose change also empties the caches) have not
+been compiled yet. ``supadupstack warmup`` (also ``python -m supadupstack.warmup``) compiles
+every kernel; ``scripts/dev.sh env`` runs it. A wheel installed by plain pip cannot run code
+at install time: there the first run warms up.
 """
 
 from __future__ import annotations
@@ -21,11 +17,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import importlib
 import logging
 import multiprocessing
 import os
-import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -35,27 +29,9 @@ from pathlib import Path
 import numba
 import numpy as np
 
+from supadupstack._kernel_cache import sources_key
+
 log = logging.getLogger(__name__)
-PACKAGE = Path(__file__).resolve().parent
-
-
-def kernel_modules() -> list[str]:
-    """Dotted names of the package's modules that define numba kernels, sorted."""
-    names = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        if re.search(r"^@njit", path.read_text(encoding="utf-8"), re.MULTILINE):
-            rel = path.relative_to(PACKAGE.parent).with_suffix("")
-            names.append(".".join(rel.parts))
-    return names
-
-
-def sources_key() -> str:
-    """Hash of the kernel modules' sources and of the numba, numpy and Python versions."""
-    h = hashlib.sha256(f"{numba.__version__} {np.__version__} {sys.version_info[:2]}".encode())
-    for name in kernel_modules():
-        h.update(name.encode())
-        h.update((PACKAGE.parent / Path(*name.split("."))).with_suffix(".py").read_bytes())
-    return h.hexdigest()[:16]
 
 
 def _cpu_key() -> str:
@@ -66,17 +42,6 @@ def _cpu_key() -> str:
     return hashlib.sha256(repr(magic).encode()).hexdigest()[:12]
 
 
-def _dispatchers() -> Iterator[object]:
-    """Every cached numba kernel defined in the package."""
-    from numba.core.dispatcher import Dispatcher
-
-    for name in kernel_modules():
-        module = importlib.import_module(name)
-        for obj in vars(module).values():
-            if isinstance(obj, Dispatcher) and obj.py_func.__module__ == name:
-                yield obj
-
-
 def cache_dir() -> Path | None:
     """Where numba caches this package's kernels (beside the sources, or the user cache when
     they are read-only); None when caching is off (NUMBA_DISABLE_JIT, nowhere writable)."""
@@ -84,17 +49,6 @@ def cache_dir() -> Path | None:
 
     path = getattr(getattr(order_stats.select_kth, "_cache", None), "_cache_path", None)
     return Path(path) if path else None
-
-
-def _forget_compiled() -> int:
-    """Empty the cache index of every kernel (their compiled code is then rebuilt)."""
-    n = 0
-    for dispatcher in _dispatchers():
-        cache = getattr(dispatcher, "_cache", None)
-        if hasattr(cache, "flush"):
-            cache.flush()
-            n += 1
-    return n
 
 
 # Warm-up groups: tiny runs of the stage functions, one process each.
@@ -240,15 +194,9 @@ def _missing(folder: Path, groups: tuple[str, ...], key: str) -> tuple[str, ...]
 def _compile_missing(
     folder: Path, groups: tuple[str, ...], key: str, workers: int, note: Callable[[str], None]
 ) -> float:
-    """Under the lock: forget stale kernels if the sources changed, compile what is missing."""
-    sources = folder / "supadupstack-kernels.sources"
-    if not sources.exists() or sources.read_text() != key:
-        n = _forget_compiled()
-        for old in folder.glob("supadupstack-*.done"):
-            old.unlink()
-        sources.write_text(key)
-        log.info("kernel sources changed: the cache of %d kernels emptied", n)
-    todo = _missing(folder, groups, key)  # another process may have done them meanwhile
+    """Under the lock: compile the groups still missing (another process may have done some
+    while this one waited), then mark them done for this key."""
+    todo = _missing(folder, groups, key)
     if not todo:
         return 0.0
     t = time.monotonic()
@@ -265,12 +213,9 @@ def _compile_missing(
 def ensure_compiled(
     groups: tuple[str, ...] = RUN_GROUPS, workers: int = 0, note: Callable[[str], None] = log.info
 ) -> float:
-    """Compile ``groups`` unless already done for these sources on this CPU; returns the
+    """Compile ``groups`` unless already done for these kernel sources on this CPU; returns the
     seconds spent (0 when nothing was to do: a hash of the sources and a few file reads).
-
-    When the kernel sources changed since the last warm-up (``sources_key``), every kernel's
-    cache is emptied first: a caller then never keeps code compiled against an old callee.
-    """
+    A change of the sources had emptied the kernels' caches at import (``_kernel_cache``)."""
     folder = cache_dir()
     if folder is None or numba.config.DISABLE_JIT:
         return 0.0
