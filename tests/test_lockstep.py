@@ -76,3 +76,19 @@ def test_same_bytes_at_one_and_two_threads(rejection: str) -> None:
     finally:
         numba.set_num_threads(before)
     assert results[0] == results[1]
+
+
+def test_rows_of_cropped_patches_are_read_in_place() -> None:
+    """A patch cropped out of a larger array (what resampling returns) is not copied; a
+    big-endian one is, and both give the same samples."""
+    from supadupstack.stacking.engine import _flat_rows
+
+    big = np.arange(5 * 9 * 3, dtype=np.float32).reshape(5, 9, 3)
+    crop = big[1:4, 2:7]
+    flat, stride = _flat_rows(crop)
+    assert np.shares_memory(flat, big) and stride == 27
+    rows = [flat[r * stride : r * stride + 15] for r in range(3)]
+    assert np.array_equal(np.stack(rows), crop.reshape(3, 15))
+    copied, stride = _flat_rows(crop.astype(">f4"))
+    assert not np.shares_memory(copied, big) and stride == 15
+    assert np.array_equal(copied.reshape(3, 15), crop.reshape(3, 15))

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from supadupstack.canvas.resample import Patch
 from supadupstack.config import StackingConfig
@@ -88,31 +89,50 @@ def _normalisation(
     return a, b, fallback
 
 
-def _native32(a: np.ndarray) -> np.ndarray:
-    """The rows of ``a`` as a C-contiguous native float32 (n, ·) array: a view, no copy, when
-    they already are (in-memory patches), else a copy (memory-mapped big-endian FITS)."""
-    return np.ascontiguousarray(a, dtype=np.float32).reshape(a.shape[0], math.prod(a.shape[1:]))
+def _flat_rows(a: np.ndarray) -> tuple[np.ndarray, int]:
+    """(1-D native float32 array over the rows of ``a`` (n, w[, C]), row stride in elements).
+
+    A view, no copy, when each row is contiguous native float32 and writable, as the rows of
+    a patch cropped out of a larger array are (the view spans the gaps between the rows);
+    otherwise a contiguous copy of these rows (memory-mapped big-endian FITS patches)."""
+    row = math.prod(a.shape[1:])
+    item = np.dtype(np.float32).itemsize
+    if (
+        a.dtype == np.float32
+        and a.dtype.isnative
+        and a.flags.writeable
+        and a.shape[0] > 0
+        and row > 0
+        and a[0].flags.c_contiguous
+        and a.strides[0] >= row * item
+        and a.strides[0] % item == 0
+    ):
+        stride = a.strides[0] // item
+        return as_strided(a, shape=((a.shape[0] - 1) * stride + row,), strides=(item,)), stride
+    return np.ascontiguousarray(a, dtype=np.float32).reshape(-1), row
 
 
 def _chunk_inputs(patches: list[Patch], chunk: Box):
-    """Typed lists of each patch's rows inside ``chunk`` as (rows, w·C) and (rows, w) arrays
-    (views when native contiguous float32, so in-memory patches are never copied; memory-mapped
-    big-endian FITS patches are converted for these rows only) and their (row, column)
-    offsets in the chunk."""
+    """The samples of ``chunk`` for the kernels: typed lists of each patch's data and weight
+    rows inside it (``_flat_rows``: views of in-memory patches, never copies), their geometry
+    (N, 4) int64 (rows, width, data and weight row strides in elements) and their (row,
+    column) offsets in the chunk."""
     planes, weights = None, None
+    geo = np.zeros((len(patches), 4), np.int64)
     oy, ox = np.zeros(len(patches), np.int64), np.zeros(len(patches), np.int64)
     cy0, cx0, nr, _ = chunk
     for i, p in enumerate(patches):
         r0 = min(max(cy0 - p.y0, 0), p.shape[0])
         r1 = max(min(cy0 + nr - p.y0, p.shape[0]), r0)
-        data, weight = _native32(p.data[r0:r1]), _native32(p.weight[r0:r1])
+        (data, ds), (weight, ws) = _flat_rows(p.data[r0:r1]), _flat_rows(p.weight[r0:r1])
         if planes is None:
             planes, weights = lockstep.rows_list(data), lockstep.rows_list(weight)
         else:
             lockstep.add_rows(planes, data)
             lockstep.add_rows(weights, weight)
+        geo[i] = r1 - r0, p.shape[1], ds, ws
         oy[i], ox[i] = p.y0 + r0 - cy0, p.x0 - cx0
-    return planes, weights, oy, ox
+    return planes, weights, geo, oy, ox
 
 
 def _chunk_rows(n: int, w: int, nch: int, budget_mb: int, h: int) -> int:
@@ -130,7 +150,7 @@ def _run_kernel(cfg: StackingConfig, inputs: tuple, lim: np.ndarray, outputs: tu
     combine = kernels.COMBINE_CODES[cfg.combine]
     max_iter = int(cfg.max_iterations)
     if combine == kernels.MEAN and method in (kernels.WINSORIZED, kernels.NONE):
-        pairs = sorting_pairs(inputs[2].size)  # oy: one offset per sample
+        pairs = sorting_pairs(len(inputs[3]))  # oy: one offset per sample
         winsorize = method == kernels.WINSORIZED
         kl, kh = float(lim[0, 0]), float(lim[1, 0])
 
@@ -210,9 +230,9 @@ def stack_patches(
     n_chunks = 0
     for r0 in range(0, h, rows):
         nr = min(rows, h - r0)
-        planes, weights, oy, ox = _chunk_inputs(patches, (by0 + r0, bx0, nr, w))
+        planes, weights, geo, oy, ox = _chunk_inputs(patches, (by0 + r0, bx0, nr, w))
         nrej = np.zeros((nr, 2), np.int64)
-        inputs = (planes, weights, oy, ox, a, b, wn)
+        inputs = (planes, weights, geo, oy, ox, a, b, wn)
         _run_kernel(cfg, inputs, lim, (out[r0 : r0 + nr], cov[r0 : r0 + nr], nrej))
         del planes, weights
         counts += nrej.sum(axis=0)

@@ -19,7 +19,7 @@ from numba import njit
 from numba.typed import List
 
 from supadupstack.stacking.kernels import FAST
-from supadupstack.stacking.winsorized_block import winsorized_block
+from supadupstack.stacking.winsorized_block import ORDERED, winsorized_block
 
 BLOCK_VALUES = 512  # pixel-channels processed together: the (N, block) buffers stay in L2
 INF = np.inf
@@ -41,23 +41,24 @@ def add_rows(rows, more):
 
 
 @njit(cache=True, fastmath=FAST, error_model="numpy")
-def _gather(planes, weights, oy, ox, a, b, r, x0, x1, vals, wgt):
+def _gather(planes, weights, geo, oy, ox, a, b, r, x0, x1, vals, wgt):
     """Samples of row r, columns [x0, x1) into planar buffers (nx = x1 − x0 columns).
 
     vals[i, c·nx + x − x0] = a[i, c]·v + b[i, c] (NaN where missing: no data or zero weight),
-    wgt[i, x − x0] = the resampling weight (0 outside the patch). The copy loops index with
-    unsigned offsets: numba then emits no negative-index fix-up, which would stop SIMD.
+    wgt[i, x − x0] = the resampling weight (0 outside the patch). Sample i's rows start every
+    geo[i, 2] (data) and geo[i, 3] (weights) elements of planes[i] and weights[i]; it has
+    geo[i, 0] rows of geo[i, 1] pixels. The copy loops index with unsigned offsets: numba
+    then emits no negative-index fix-up, which would stop SIMD.
     """
     nch = a.shape[1]
     nx = x1 - x0
     for i in range(len(planes)):
-        pl = planes[i]
         pr = r - oy[i]
         lo = x1
         hi = x1
-        if 0 <= pr < pl.shape[0]:
+        if 0 <= pr < geo[i, 0]:
             lo = min(max(x0, ox[i]), x1)
-            hi = max(min(x1, ox[i] + pl.shape[1] // nch), lo)
+            hi = max(min(x1, ox[i] + geo[i, 1]), lo)
         vi, gi = vals[i], wgt[i]
         for x in range(x0, lo):
             gi[x - x0] = 0.0
@@ -70,14 +71,16 @@ def _gather(planes, weights, oy, ox, a, b, r, x0, x1, vals, wgt):
                 vi[c * nx + x - x0] = np.nan
         if hi <= lo:
             continue
-        row = pl[pr]  # (w·C,): pixels of the patch row, channels interleaved
-        wrow = weights[i][pr]
+        row = planes[i]  # pixels of the patch rows, channels interleaved
+        wrow = weights[i]
         src = np.uint64(lo - ox[i])
         dst = np.uint64(lo - x0)
+        wsrc = np.uint64(pr * geo[i, 3]) + src
         for k in range(hi - lo):
-            gi[dst + np.uint64(k)] = wrow[src + np.uint64(k)]
+            gi[dst + np.uint64(k)] = wrow[wsrc + np.uint64(k)]
+        start = np.uint64(pr * geo[i, 2])
         if nch == 3:  # constant stride: the compiler de-interleaves with vector shuffles
-            _deinterleave3(row, gi, vi, a[i], b[i], src, dst, hi - lo, nx)
+            _deinterleave3(row, gi, vi, a[i], b[i], start, src, dst, hi - lo, nx)
             continue
         for c in range(nch):
             ac = a[i, c]
@@ -87,14 +90,14 @@ def _gather(planes, weights, oy, ox, a, b, r, x0, x1, vals, wgt):
             out = dst + np.uint64(c * nx)
             for k in range(hi - lo):
                 uk = np.uint64(k)
-                v = row[un * (src + uk) + uc]
+                v = row[start + un * (src + uk) + uc]
                 ok = (gi[dst + uk] > 0.0) & (v == v)
                 vi[out + uk] = ac * v + bc if ok else np.nan
 
 
 @njit(cache=True, fastmath=FAST, error_model="numpy")
-def _deinterleave3(row, gi, vi, a, b, src, dst, n, nx):
-    """The 3-channel case of ``_gather``: n pixels from row[3·src:] to vi (planar)."""
+def _deinterleave3(row, gi, vi, a, b, start, src, dst, n, nx):
+    """The 3-channel case of ``_gather``: n pixels from row[start + 3·src:] to vi (planar)."""
     a0, a1, a2 = a[0], a[1], a[2]
     b0, b1, b2 = b[0], b[1], b[2]
     o1 = dst + np.uint64(nx)
@@ -102,7 +105,7 @@ def _deinterleave3(row, gi, vi, a, b, src, dst, n, nx):
     three = np.uint64(3)
     for k in range(n):
         uk = np.uint64(k)
-        e = three * (src + uk)
+        e = start + three * (src + uk)
         v0 = row[e]
         v1 = row[e + np.uint64(1)]
         v2 = row[e + np.uint64(2)]
@@ -112,11 +115,11 @@ def _deinterleave3(row, gi, vi, a, b, src, dst, n, nx):
         vi[o2 + uk] = a2 * v2 + b2 if g & (v2 == v2) else np.nan
 
 
-@njit(cache=True, fastmath=FAST, error_model="numpy")
+@njit(cache=True, fastmath=ORDERED, error_model="numpy")
 def _mean_block(vals, wgt, wn, nx, lo_p, hi_p, acc, kept):
     """Weighted mean sums of the samples inside [lo_p, hi_p] (NaN never is) of every
     pixel-channel: acc[0] = Σ w, acc[1] = Σ w·v, acc[2] = Σ resampling weight; kept = their
-    count."""
+    count. Two samples per pass (half the loads and stores of the sums), added in order."""
     nsamp, nch = wn.shape
     npix = nx * nch
     sw, swv, cover = acc[0], acc[1], acc[2]
@@ -125,21 +128,30 @@ def _mean_block(vals, wgt, wn, nx, lo_p, hi_p, acc, kept):
         swv[p] = 0.0
         cover[p] = 0.0
         kept[p] = 0
-    for j in range(nsamp):
-        vj, gj = vals[j], wgt[j]
+    for j in range(0, nsamp, 2):
+        j1 = min(j + 1, nsamp - 1)  # an odd last sample pairs with itself, counted once
+        last = j1 == j
+        v0row, v1row, g0row, g1row = vals[j], vals[j1], wgt[j], wgt[j1]
         for c in range(nch):
-            wc = wn[j, c]
+            w0 = wn[j, c]
+            w1 = wn[j1, c]
             base = np.uint64(c * nx)
             for x in range(nx):
                 p = base + np.uint64(x)
-                v = vj[p]
-                g = gj[x]
-                t = g * wc
-                ok = (v >= lo_p[p]) & (v <= hi_p[p])  # False for NaN (missing)
-                sw[p] += t if ok else 0.0
-                swv[p] += t * v if ok else 0.0
-                cover[p] += g if ok else 0.0
-                kept[p] += 1 if ok else 0
+                lo = lo_p[p]
+                hi = hi_p[p]
+                v0 = v0row[p]
+                v1 = v1row[p]
+                g0 = g0row[x]
+                g1 = g1row[x]
+                t0 = g0 * w0
+                t1 = g1 * w1
+                ok0 = (v0 >= lo) & (v0 <= hi)  # False for NaN (missing)
+                ok1 = (v1 >= lo) & (v1 <= hi) & (not last)
+                sw[p] = (sw[p] + (t0 if ok0 else 0.0)) + (t1 if ok1 else 0.0)
+                swv[p] = (swv[p] + (t0 * v0 if ok0 else 0.0)) + (t1 * v1 if ok1 else 0.0)
+                cover[p] = (cover[p] + (g0 if ok0 else 0.0)) + (g1 if ok1 else 0.0)
+                kept[p] += (1 if ok0 else 0) + (1 if ok1 else 0)
 
 
 @njit(cache=True, fastmath=FAST, error_model="numpy")
@@ -155,14 +167,15 @@ def _count(vals, npix, cnt):
 
 @njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy")
 def stack_rows(
-    planes, weights, oy, ox, a, b, wn, pairs, winsorize, kl, kh, max_iter, rows, out, cov, nrej
-):
+    planes, weights, geo, oy, ox, a, b, wn, pairs, winsorize, kl, kh, max_iter, rows, out, cov,
+    nrej,
+):  # fmt: skip
     """Winsorized (or no) rejection and weighted mean of output rows rows[0]..rows[1] − 1.
 
-    ``planes`` / ``weights``: typed lists of the N samples' rows, (h_i, w_i·C) float32 with
-    the channels of a pixel side by side (NaN = missing) and (h_i, w_i) float32 resampling
-    weights (0 = missing), both C-contiguous; element [0, 0] of sample i is output pixel
-    (oy[i], ox[i]) (offsets may be negative or out of range: only the overlap is read).
+    ``planes`` / ``weights``: typed lists of the N samples' rows, 1-D float32 with the
+    channels of a pixel side by side (NaN = missing) and the resampling weights (0 =
+    missing), laid out as ``geo`` says (``_gather``); pixel [0, 0] of sample i is output
+    pixel (oy[i], ox[i]) (offsets may be negative or out of range: only the overlap is read).
     a, b, wn (N, C): scale, offset and noise weight of each sample. ``pairs``: the sorting
     network of N values (``sorting_pairs``); kl, kh: κ of each side. Writes out (R, W, C)
     (NaN where nothing is accepted), cov (R, W) = sum of accepted resampling weights averaged
@@ -194,7 +207,7 @@ def stack_rows(
             x1 = min(ncol, x0 + cols)
             nx = x1 - x0
             npix = nx * nch
-            _gather(planes, weights, oy, ox, a, b, r, x0, x1, vals, wgt)
+            _gather(planes, weights, geo, oy, ox, a, b, r, x0, x1, vals, wgt)
             _count(vals, npix, cnt)
             if winsorize:
                 winsorized_block(vals, cnt, npix, pairs, max_iter, srt, dev, m, s, st, ist, cur)

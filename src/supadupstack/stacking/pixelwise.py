@@ -37,7 +37,7 @@ def _pixel(vals, wgt, wn, nx, p, method, lim, max_iter, combine, work, keep, sco
 
 @njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy")
 def stack_rows(
-    planes, weights, oy, ox, a, b, wn, method, lim, max_iter, combine, rows, out, cov, nrej
+    planes, weights, geo, oy, ox, a, b, wn, method, lim, max_iter, combine, rows, out, cov, nrej
 ):
     """Reject (``method``) and combine (``combine``) output rows rows[0]..rows[1] − 1.
 
@@ -58,7 +58,7 @@ def stack_rows(
         for x0 in range(0, ncol, cols):
             x1 = min(ncol, x0 + cols)
             nx = x1 - x0
-            _gather(planes, weights, oy, ox, a, b, r, x0, x1, vals, wgt)
+            _gather(planes, weights, geo, oy, ox, a, b, r, x0, x1, vals, wgt)
             for x in range(nx):
                 cv = 0.0
                 for c in range(nch):
