@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "warmup",
         parents=[common],
-        help="compile the numba kernels now (else the first run does, in ~10 s)",
+        help="compile the numba kernels now (else the first run does, in ~11 s)",
     )
     sub.add_parser("config", help="print every config key with its default and meaning")
     return parser
