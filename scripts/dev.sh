@@ -2,7 +2,7 @@
 # One entry point for developers and CI.
 #   scripts/dev.sh demo [ARGS]   create .venv if needed, then run the built-in demo
 #   scripts/dev.sh test [ARGS]   create .venv if needed, then lint and run the test suite
-#   scripts/dev.sh env           only create/refresh the environment
+#   scripts/dev.sh env           only create/refresh the environment and compile the kernels
 # The environment is a plain venv in .venv with the versions pinned in requirements.lock.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,11 +25,17 @@ ensure_env() {
     echo "$want" > "$stamp"
 }
 
+# compile the numba kernels now, several at once (a no-op when done for these sources):
+# otherwise the first run or test session of a new environment spends ~15 s doing it
+warm_up() {
+    "$venv/bin/python" -m supadupstack.warmup
+}
+
 cmd="${1:-test}"
 shift || true
 ensure_env
 case "$cmd" in
-    env) ;;
+    env) warm_up ;;
     demo) exec "$venv/bin/supadupstack" demo "$@" ;;
     test)
         "$venv/bin/ruff" check src tests benchmarks

@@ -34,3 +34,12 @@ def private_cache(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("cache")
     os.environ["XDG_CACHE_HOME"] = str(folder)
     return folder
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compiled_kernels() -> None:
+    """The numba kernels compiled before any test runs, in parallel processes once (under a
+    lock shared by the xdist workers) instead of inside whichever tests come first."""
+    from supadupstack import warmup
+
+    warmup.ensure_compiled(tuple(warmup.GROUPS))

@@ -102,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", parents=[common], help="simulate a small dataset and process it")
     p.add_argument("-o", "--out", default="demo-output", help="output folder (default demo-output)")
 
+    sub.add_parser(
+        "warmup",
+        parents=[common],
+        help="compile the numba kernels now (else the first run does, in ~11 s)",
+    )
     sub.add_parser("config", help="print every config key with its default and meaning")
     return parser
 

@@ -8,7 +8,7 @@ import math
 import sys
 from pathlib import Path
 
-from supadupstack import pipeline
+from supadupstack import pipeline, warmup
 from supadupstack.config import Config
 from supadupstack.errors import NothingUsableError, SupaDupError
 from supadupstack.execution.progress import Progress
@@ -24,8 +24,29 @@ def dispatch(args: argparse.Namespace, cfg: Config) -> int:
         "solve": cmd_solve,
         "simulate": cmd_simulate,
         "demo": cmd_demo,
+        "warmup": cmd_warmup,
     }[args.command]
+    if args.command in ("inspect", "run", "solve", "demo"):
+        _warm_up(args, cfg, warmup.RUN_GROUPS)
     return handler(args, cfg)
+
+
+def _warm_up(args: argparse.Namespace, cfg: Config, groups: tuple[str, ...]) -> float:
+    """Compile the numba kernels first, several at once, when this install has not yet (or
+    its kernel sources changed): else every worker would compile them all on first use."""
+
+    def note(text: str) -> None:
+        if not args.quiet:
+            print(f"[warm-up] {text}", file=sys.stderr)
+
+    return warmup.ensure_compiled(groups, cfg.execution.workers, note)
+
+
+def cmd_warmup(args: argparse.Namespace, cfg: Config) -> int:
+    """Compile every numba kernel now (what ``scripts/dev.sh env`` runs after an install)."""
+    if _warm_up(args, cfg, tuple(warmup.GROUPS)) == 0.0 and not args.quiet:
+        print("[warm-up] the numba kernels are compiled already", file=sys.stderr)
+    return 0
 
 
 def _fmt(value, spec: str, missing: str = "-") -> str:

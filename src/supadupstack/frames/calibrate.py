@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from numba import njit, prange
 
 from supadupstack.config import CalibrationConfig
+from supadupstack.frames.hotpixels import repair_hot_pixels
 from supadupstack.frames.model import Frame
 
 # OpenCV names Bayer codes after the second row; these map the pattern of numpy row 0
@@ -70,69 +70,6 @@ def debayer(raw: np.ndarray, pattern: str, method: str = "bilinear") -> np.ndarr
     code = _CV_BAYER[pattern][1 if method == "edge_aware" else 0]
     rgb = cv2.cvtColor(raw.astype(np.uint16), getattr(cv2, code))
     return rgb.astype(np.float32)
-
-
-@njit(cache=True, parallel=True)
-def _second_brightest_neighbour(plane: np.ndarray) -> np.ndarray:
-    """Per pixel, the second largest of its 8 neighbours (edges reflected)."""
-    h, w = plane.shape
-    out = np.empty((h, w), np.float32)
-    for y in prange(h):
-        for x in range(w):
-            first = -np.inf
-            second = -np.inf
-            for dy in (-1, 0, 1):
-                yy = y + dy
-                yy = -yy if yy < 0 else (2 * h - 2 - yy if yy >= h else yy)
-                for dx in (-1, 0, 1):
-                    if dy == 0 and dx == 0:
-                        continue
-                    xx = x + dx
-                    xx = -xx if xx < 0 else (2 * w - 2 - xx if xx >= w else xx)
-                    v = plane[yy, xx]
-                    if v > first:
-                        second = first
-                        first = v
-                    elif v > second:
-                        second = v
-            out[y, x] = second
-    return out
-
-
-def _excess_z(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(excess over the 5×5 median in units of the plane's robust σ, the 5×5 median)."""
-    finite = np.isfinite(plane)
-    fill = float(np.nanmedian(plane)) if finite.any() else 0.0
-    work = np.where(finite, plane, fill).astype(np.float32)
-    med = cv2.medianBlur(work, 5)
-    excess = work - med
-    sample = excess[::2, ::2]  # a quarter of the pixels pins σ to < 1 %
-    mad = float(np.median(np.abs(sample - np.median(sample))))
-    z = excess / max(1.4826 * mad, 1e-6)
-    z[~finite] = 0.0
-    return z, med
-
-
-def repair_hot_pixels(raw: np.ndarray, pattern: str | None, kappa: float = 3.0):
-    """Repair isolated hot pixels of a 2-D raw frame; returns (repaired copy, count).
-
-    With a CFA ``pattern`` the 5×5 median and σ are taken per colour plane (same-colour
-    neighbours). A pixel is hot when it exceeds that median by more than kappa·σ while its
-    full-resolution neighbours stay flat: the second brightest of its 8 neighbours (the
-    brightest may be another hot pixel) exceeds its own median by less than max(0.3·z, 2) σ.
-    A star, even a sharp one, lights several neighbours of every colour; a hot pixel none.
-    """
-    out = raw.astype(np.float32, copy=True)
-    z = np.zeros_like(out)
-    med = np.zeros_like(out)
-    step = 2 if pattern else 1
-    for dy in range(step):
-        for dx in range(step):
-            z[dy::step, dx::step], med[dy::step, dx::step] = _excess_z(out[dy::step, dx::step])
-    neighbours = _second_brightest_neighbour(z)
-    hot = (z > kappa) & (neighbours < np.maximum(0.3 * z, 2.0)) & np.isfinite(out)
-    out[hot] = med[hot]
-    return out, int(hot.sum())
 
 
 def _poly_terms(x: np.ndarray, y: np.ndarray, order: int) -> np.ndarray:

@@ -10,18 +10,20 @@ half of ``cfg.memory_budget_mb`` (the other half is headroom for the caller's pa
 
 from __future__ import annotations
 
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 
+import numba
 import numpy as np
-from numba import types
-from numba.typed import List
+from numpy.lib.stride_tricks import as_strided
 
 from supadupstack.canvas.resample import Patch
 from supadupstack.config import StackingConfig
-from supadupstack.stacking import kernels
+from supadupstack.stacking import kernels, lockstep, pixelwise
 from supadupstack.stacking.normalize import fit_background, fit_linear_info, robust_noise
 from supadupstack.stacking.student_clip import limits
+from supadupstack.stacking.winsorized_block import sorting_pairs
 
 Box = tuple[int, int, int, int]
 
@@ -87,37 +89,89 @@ def _normalisation(
     return a, b, fallback
 
 
-_PLANES = types.Array(types.float32, 3, "A")
-_WEIGHTS = types.Array(types.float32, 2, "A")
+def _flat_rows(a: np.ndarray) -> tuple[np.ndarray, int]:
+    """(1-D native float32 array over the rows of ``a`` (n, w[, C]), row stride in elements).
 
-
-def _native32(a: np.ndarray) -> np.ndarray:
-    """The array itself when it is native-endian float32 (a view, no copy), else a copy."""
-    if a.dtype == np.float32 and a.dtype.isnative:
-        return a
-    return np.ascontiguousarray(a, dtype=np.float32)
+    A view, no copy, when each row is contiguous native float32 and writable, as the rows of
+    a patch cropped out of a larger array are (the view spans the gaps between the rows);
+    otherwise a contiguous copy of these rows (memory-mapped big-endian FITS patches)."""
+    row = math.prod(a.shape[1:])
+    item = np.dtype(np.float32).itemsize
+    if (
+        a.dtype == np.float32
+        and a.dtype.isnative
+        and a.flags.writeable
+        and a.shape[0] > 0
+        and row > 0
+        and a[0].flags.c_contiguous
+        and a.strides[0] >= row * item
+        and a.strides[0] % item == 0
+    ):
+        stride = a.strides[0] // item
+        return as_strided(a, shape=((a.shape[0] - 1) * stride + row,), strides=(item,)), stride
+    return np.ascontiguousarray(a, dtype=np.float32).reshape(-1), row
 
 
 def _chunk_inputs(patches: list[Patch], chunk: Box):
-    """Typed lists of each patch's rows inside ``chunk`` (views when native float32, so
-    in-memory patches are never copied; memory-mapped big-endian FITS patches are converted
-    for these rows only) and their (row, column) offsets in the chunk."""
-    planes, weights = List.empty_list(_PLANES), List.empty_list(_WEIGHTS)
+    """The samples of ``chunk`` for the kernels: typed lists of each patch's data and weight
+    rows inside it (``_flat_rows``: views of in-memory patches, never copies), their geometry
+    (N, 4) int64 (rows, width, data and weight row strides in elements) and their (row,
+    column) offsets in the chunk."""
+    planes, weights = None, None
+    geo = np.zeros((len(patches), 4), np.int64)
     oy, ox = np.zeros(len(patches), np.int64), np.zeros(len(patches), np.int64)
     cy0, cx0, nr, _ = chunk
     for i, p in enumerate(patches):
         r0 = min(max(cy0 - p.y0, 0), p.shape[0])
         r1 = max(min(cy0 + nr - p.y0, p.shape[0]), r0)
-        planes.append(_native32(p.data[r0:r1]))
-        weights.append(_native32(p.weight[r0:r1]))
+        (data, ds), (weight, ws) = _flat_rows(p.data[r0:r1]), _flat_rows(p.weight[r0:r1])
+        if planes is None:
+            planes, weights = lockstep.rows_list(data), lockstep.rows_list(weight)
+        else:
+            lockstep.add_rows(planes, data)
+            lockstep.add_rows(weights, weight)
+        geo[i] = r1 - r0, p.shape[1], ds, ws
         oy[i], ox[i] = p.y0 + r0 - cy0, p.x0 - cx0
-    return planes, weights, oy, ox
+    return planes, weights, geo, oy, ox
 
 
 def _chunk_rows(n: int, w: int, nch: int, budget_mb: int, h: int) -> int:
     per_row = n * w * (4 * nch + 4) + w * (4 * nch + 4)
     rows = int((budget_mb * 2**20 // 2) // max(per_row, 1))
     return max(1, min(h, rows))
+
+
+def _run_kernel(cfg: StackingConfig, inputs: tuple, lim: np.ndarray, outputs: tuple) -> None:
+    """Stack the rows of one chunk: the lockstep kernel for winsorized (or no) rejection with a
+    mean, the pixel-by-pixel one otherwise, on numba's thread count of threads (the kernels
+    release the GIL), each thread a few disjoint row ranges. A row is always computed by one
+    call, in one order, so the bytes do not depend on the thread count."""
+    method = kernels.REJECTION_CODES[cfg.rejection]
+    combine = kernels.COMBINE_CODES[cfg.combine]
+    max_iter = int(cfg.max_iterations)
+    if combine == kernels.MEAN and method in (kernels.WINSORIZED, kernels.NONE):
+        pairs = sorting_pairs(len(inputs[3]))  # oy: one offset per sample
+        winsorize = method == kernels.WINSORIZED
+        kl, kh = float(lim[0, 0]), float(lim[1, 0])
+
+        def run(rows: tuple[int, int]) -> None:
+            lockstep.stack_rows(*inputs, pairs, winsorize, kl, kh, max_iter, rows, *outputs)
+
+    else:
+
+        def run(rows: tuple[int, int]) -> None:
+            pixelwise.stack_rows(*inputs, method, lim, max_iter, combine, rows, *outputs)
+
+    nrow = outputs[0].shape[0]
+    threads = max(1, numba.get_num_threads())
+    tasks = min(nrow, 4 * threads)
+    ranges = [(t * nrow // tasks, (t + 1) * nrow // tasks) for t in range(tasks)]
+    if threads == 1:
+        for rows in ranges:
+            run(rows)
+        return
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(run, ranges))
 
 
 def stack_patches(
@@ -168,8 +222,6 @@ def stack_patches(
                 wn[:, c] /= wn[:, c][wn[:, c] > 0].mean()
     else:
         wn = np.ones((n, nch))
-    method = kernels.REJECTION_CODES[cfg.rejection]
-    combine = kernels.COMBINE_CODES[cfg.combine]
     rows = _chunk_rows(n, w, nch, cfg.memory_budget_mb, h)
     lim = limits(float(cfg.kappa_low), float(cfg.kappa_high), n)
     out = np.empty((h, w, nch), np.float32)
@@ -178,24 +230,10 @@ def stack_patches(
     n_chunks = 0
     for r0 in range(0, h, rows):
         nr = min(rows, h - r0)
-        planes, weights, oy, ox = _chunk_inputs(patches, (by0 + r0, bx0, nr, w))
+        planes, weights, geo, oy, ox = _chunk_inputs(patches, (by0 + r0, bx0, nr, w))
         nrej = np.zeros((nr, 2), np.int64)
-        kernels.stack_rows(
-            planes,
-            weights,
-            oy,
-            ox,
-            a,
-            b,
-            wn,
-            method,
-            lim,
-            int(cfg.max_iterations),
-            combine,
-            out[r0 : r0 + nr],
-            cov[r0 : r0 + nr],
-            nrej,
-        )
+        inputs = (planes, weights, geo, oy, ox, a, b, wn)
+        _run_kernel(cfg, inputs, lim, (out[r0 : r0 + nr], cov[r0 : r0 + nr], nrej))
         del planes, weights
         counts += nrej.sum(axis=0)
         n_chunks += 1
