@@ -131,13 +131,35 @@ def _warm_other_stacking() -> None:
         reject.reject(stack, method)
 
 
+def _warm_photometry() -> None:
+    """Cross-convolved star photometry (patches cropped and whole: numba compiles each array
+    layout once) and the inter-tile gain solver."""
+    from supadupstack.canvas.resample import Patch
+    from supadupstack.catalogue.stage import catalogue_of_image, detection_settings
+    from supadupstack.config import Config
+    from supadupstack.stacking.gain_solver import PairFit, solve
+    from supadupstack.stacking.photometry import photometric_fit
+
+    img = _star_image(200, 240)
+    stars = catalogue_of_image(img, detection_settings(Config())).stars
+    weight = np.ones(img.shape[:2], np.float32)
+    photometric_fit(Patch(0, 0, img, weight), Patch(0, 0, img * 0.9, weight), stars, stars)
+    cropped = img[:, :239]  # a view, as resampled frames and tiles read from disk are
+    one = weight[:, :239].copy()
+    photometric_fit(Patch(0, 0, cropped, one), Patch(0, 0, cropped, one), stars, stars)
+    pairs = [PairFit(0, 1, [1.1] * 3, [0.0] * 3, [1.0] * 3, [1.0] * 3, 9, 99, "", 1e4)]
+    solve([0, 1], pairs, 0, [1.0, 1.0], 3, (0.5, 2.0))
+
+
 GROUPS: dict[str, Callable[[], None]] = {  # the longest first: a free process takes the next
     "catalogue": _warm_catalogue,
     "stacking": _warm_stacking,
     "other-stacking": _warm_other_stacking,
     "calibration": _warm_calibration,
+    "photometry": _warm_photometry,
 }
-RUN_GROUPS = ("catalogue", "stacking", "calibration")  # what a default run compiles
+# what a default run compiles
+RUN_GROUPS = ("catalogue", "stacking", "calibration", "photometry")
 
 
 def _run_group(name: str) -> float:

@@ -158,7 +158,7 @@ def _sums(p: Patch, iy, ix, fy, fx, table: np.ndarray):
     n, nch = iy.size, p.data.shape[-1]
     m, w2, ok = np.zeros((n, nch)), np.zeros(n), np.zeros(n, np.bool_)
     data = p.data if p.data.dtype == np.float32 else np.asarray(p.data, np.float32)
-    valid = np.asarray(p.weight, dtype=np.float32)
+    valid = np.ascontiguousarray(p.weight, dtype=np.float32)  # one layout: one compile
     weighted_sums(data, valid, p.y0, p.x0, iy, ix, fy, fx, 1.0 / OVERSAMPLE, table, m, w2, ok)
     return m, w2, ok
 
