@@ -30,7 +30,7 @@ from supadupstack.outputs.atomic import write_atomic
 
 log = logging.getLogger(__name__)
 
-CATALOGUE_VERSION = 2  # bump when detection or measurement changes its numbers (2: beta)
+CATALOGUE_VERSION = 3  # bump when detection or measurement changes its numbers (2: beta, 3: noise)
 MIN_SNR_COUNTED = 10.0  # a star counts for the quality gates from this SNR on
 CENTROID_FLOOR_PX = 0.1  # centroid error of a bright star on a 10 s sub (seeing), px
 
