@@ -25,11 +25,22 @@ def frames(tmp_path_factory) -> Path:
     return root / "sim" / "frames"
 
 
+def _ctrl_c_default() -> None:
+    """A run started from a background job inherits SIGINT ignored (the shell's rule), and
+    Python then leaves it ignored: give the run a terminal's default, as a user's has."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(frames: Path, out: Path) -> tuple[subprocess.Popen, list[psutil.Process]]:
     """Start a run in its own process group; return it once its pool workers are busy."""
     cmd = [sys.executable, "-m", "supadupstack", "run", str(frames), "-o", str(out), *ARGS]
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=_ctrl_c_default,
     )
     me = psutil.Process(proc.pid)
     deadline = time.monotonic() + 60

@@ -36,7 +36,7 @@ from typing import Any
 
 from supadupstack.config import ExecutionConfig
 from supadupstack.errors import SupaDupError
-from supadupstack.execution.pool import process_pool, stop_pool
+from supadupstack.execution.pool import start_jobs, stop_pool
 from supadupstack.execution.threads import limit_threads, pin_blas
 
 log = logging.getLogger(__name__)
@@ -121,9 +121,8 @@ def run_jobs(
 
 
 def _run_pool(fn, jobs: list, workers: int) -> Iterator[tuple[int, Any]]:
-    pool = process_pool(workers)
+    pool, futures = start_jobs(fn, jobs, workers)
     try:
-        futures = {pool.submit(fn, job): i for i, job in enumerate(jobs)}
         for fut in as_completed(futures):
             i = futures[fut]
             exc = fut.exception()

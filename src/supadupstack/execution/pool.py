@@ -5,26 +5,36 @@
   ``forkserver``.
 - Each worker limits numba and OpenCV to its share of the cores (N workers × threads never
   oversubscribe the machine) and BLAS to one thread (``threads``: same numbers everywhere).
-- Workers ignore SIGINT: Ctrl-C reaches the whole process group, and it is the parent's to
-  handle (it stops the pool with ``stop_pool`` and prints one line), not every worker's.
+- Workers ignore SIGINT from birth (``_children_ignore_sigint``, preloaded by the fork
+  server): Ctrl-C reaches the whole process group, and it is the parent's to handle (it stops
+  the pool with ``stop_pool`` and prints one line), not every worker's.
 - A watchdog thread in each worker ends it as soon as the parent process is gone, however the
   parent died (SIGKILL, OOM killer): no orphan goes on burning CPU or writing into the output.
+- Pools start with Ctrl-C and SIGTERM deferred (``start_jobs``): ``submit`` forks a worker
+  and only then records it, so a signal in between left a worker ``stop_pool`` did not know;
+  it then failed to unpickle the pool's already-removed semaphore and printed a traceback
+  under the one-line "stopped" message.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from typing import Any
 
 import psutil
 
 from supadupstack.execution.threads import limit_threads
 
 WATCH_INTERVAL_S = 0.25
+# imported by the fork server only: it would make this process ignore Ctrl-C too
+SERVER_PRELOAD = "supadupstack.execution._children_ignore_sigint"
 
 
 def _parent_alive(pid: int, started: float) -> bool:
@@ -56,6 +66,7 @@ def process_pool(workers: int) -> ProcessPoolExecutor:
     cores = os.cpu_count() or 1
     me = psutil.Process()
     ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([SERVER_PRELOAD])  # before the server starts
     return ProcessPoolExecutor(
         max_workers=workers,
         mp_context=ctx,
@@ -64,16 +75,64 @@ def process_pool(workers: int) -> ProcessPoolExecutor:
     )
 
 
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM that arrive inside the block take effect as it ends.
+
+    The Python handlers are swapped, not the signal mask: the kernel hands a process signal to
+    any thread that does not block it, and Python then runs the handler in the main thread.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread can set handlers, and only it receives their exceptions
+        return
+    arrived: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    old = {signum: signal.signal(signum, lambda s, _f: arrived.append(s)) for signum in held}
+    try:
+        yield
+    finally:
+        for signum, handler in old.items():
+            signal.signal(signum, handler)
+        if arrived:
+            signal.raise_signal(arrived[0])
+
+
+def start_jobs(
+    fn: Callable[[Any], Any], jobs: list, workers: int
+) -> tuple[ProcessPoolExecutor, dict]:
+    """A new pool of ``workers`` running ``fn(job)`` for every job: (pool, {future: index}).
+
+    Ctrl-C or SIGTERM meanwhile takes effect once the pool's queues exist and every worker is
+    started and recorded in the pool, where ``stop_pool`` finds it; the pool is then stopped.
+    """
+    pool = None
+    try:
+        with signals_deferred():
+            pool = process_pool(workers)
+            futures = {pool.submit(fn, job): i for i, job in enumerate(jobs)}
+    except BaseException:
+        if pool is not None:
+            stop_pool(pool)
+        raise
+    return pool, futures
+
+
 def stop_pool(pool: ProcessPoolExecutor) -> None:
     """Cancel what has not started and kill the workers now (an interrupted or failed run).
 
     ``shutdown`` alone waits for running jobs, which would go on writing mega-tiles after the
-    user pressed Ctrl-C; the pool has no public way to end them before Python 3.14.
+    user pressed Ctrl-C; the pool has no public way to end them before Python 3.14. The pool's
+    manager thread is then waited for: it closes its wake-up pipe when it sees the workers
+    gone, and Python 3.11's exit hook, writing to that pipe meanwhile, printed an ignored
+    OSError's traceback under the one-line message.
     """
     procs = list(getattr(pool, "_processes", {}).values())
+    manager = getattr(pool, "_executor_manager_thread", None)
     pool.shutdown(wait=False, cancel_futures=True)
     for proc in procs:
         if proc.is_alive():
             proc.kill()
     for proc in procs:
         proc.join(timeout=5)
+    if manager is not None:
+        manager.join(timeout=5)
