@@ -78,7 +78,11 @@ def _dataset(work: Path, preset: str, per_session: int, seed: int) -> tuple[Path
 
 def _run_sds(frames: Path, out: Path, logs: Path, sets: list[str]) -> tuple[Row, dict]:
     shutil.rmtree(out, ignore_errors=True)  # never reuse mega-tiles of an earlier run
+    # nor star catalogues: the shared cache would skip detection, which the peers all do
+    cache = out.parent / "sds_catalogue_cache"
+    shutil.rmtree(cache, ignore_errors=True)
     cmd = [sys.executable, "-m", "supadupstack", "run", str(frames), "-o", str(out), "-q"]
+    cmd += ["--set", f'execution.cache_dir="{cache}"']
     for kv in sets:
         cmd += ["--set", kv]
     m = run_measured(cmd, logs / "sds.log")
@@ -271,7 +275,8 @@ def main() -> None:
         f"supadupstack rejected {len(rejected)} of {n_in} frames: "
         + "; ".join(f"{Path(r['path']).name}: {r['reason']}" for r in rejected)
         + ". The baselines use every frame.",
-        f"SDS stage seconds (from its report): {report['seconds']}.",
+        f"SDS stage seconds (from its report): {report['astrometry'].get('seconds')}, "
+        f"then {report['seconds']}; catalogues {report['astrometry'].get('catalogues')}.",
         f"SDS output {report['output']['shape']} px, cut from the {gshape[0]}×{gshape[1]} px "
         "canvas all tools resample onto (its polish step keeps coverage ≥ 0.4 and crops).",
         "Slopes per channel (R, G, B): "
