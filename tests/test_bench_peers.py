@@ -28,6 +28,8 @@ from supadupstack.config import Config  # noqa: E402
 from supadupstack.errors import SupaDupError  # noqa: E402
 from supadupstack.frames.calibrate import calibrate_frame  # noqa: E402
 from supadupstack.frames.fits_io import load_pixels  # noqa: E402
+from supadupstack.outputs.write import write_fits  # noqa: E402
+from supadupstack.polish.mosaic import Mosaic  # noqa: E402
 from supadupstack.simulate import simulate_dataset  # noqa: E402
 from supadupstack.simulate.metrics import (  # noqa: E402
     evaluate,
@@ -142,9 +144,10 @@ def test_like_sds_cuts_box_and_mask(tiny, tmp_path):
     out, _, _, _, wcs, shape = tiny
     img = np.arange(3 * shape[0] * shape[1], dtype=np.float32).reshape(3, *shape)
     full = grid.write_output(tmp_path / "full.fits", img, np.ones(shape), wcs)
-    sub = img[:, 5:45, 7:67].copy()
-    sub[:, 0, 0] = np.nan
-    sds = grid.write_output(tmp_path / "sds.fits", sub, np.ones(sub.shape[1:]), wcs[5:45, 7:67])
+    sub = np.moveaxis(img[:, 5:45, 7:67], 0, -1).copy()
+    cov = np.ones(sub.shape[:2], np.float32)
+    cov[0, 0] = 0  # no data there: written 0.0 (output.nodata = "zero"), ALPHA 0
+    sds = write_fits(Mosaic.from_arrays(sub, cov, wcs[5:45, 7:67]), tmp_path / "sds.fits", {})
     assert grid.crop_offset(wcs, wcs[5:45, 7:67]) == (5, 7)
     cut = grid.like_sds(full, sds, tmp_path / "cut.fits")
     with fits.open(cut) as h:

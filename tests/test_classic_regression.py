@@ -15,7 +15,8 @@ amplify a perturbation once it flips one of them: a 1e-5 px change of every resa
 block means by 0.21 ADU, percentiles by 1.1e-4, sums by 8e-5 and 5 of 6.5 M finite pixels.
 The tolerances cover that whole perturbation; real changes move far more (feather 64 → 48 px:
 block means 0.36–0.55 ADU; kappa_high 3 → 2.5: gains 1e-3, offsets 1 ADU):
-- shape: exact; finite-pixel count: relative 2e-5; WCS: CRVAL 1e-9 deg, CRPIX 1e-6 px, CD 1e-9;
+- shape: exact; valid-pixel (ALPHA > 0) count: relative 2e-5;
+- WCS: CRVAL 1e-9 deg, CRPIX 1e-6 px, CD 1e-9;
 - per-channel percentiles (1, 10, 50, 90, 99): relative 3e-4; per-channel sums: 2.5e-4;
 - 32×32 block means (per channel): absolute 0.25 ADU;
 - harmonisation gains: relative 2e-4; offsets: absolute 0.3 ADU.
@@ -69,40 +70,46 @@ def run_case(root: Path, extra: list[str] | None = None, workdir: Path | None = 
     return pipeline.run([str(frames)], out, cfg)
 
 
-def _blocks(plane: np.ndarray) -> list[list[float | None]]:
+def _blocks(plane: np.ndarray, valid: np.ndarray) -> list[list[float | None]]:
+    """GRID×GRID block means of the valid pixels (None for a block without any)."""
     rows = np.array_split(np.arange(plane.shape[0]), GRID)
     cols = np.array_split(np.arange(plane.shape[1]), GRID)
     out = []
     for r in rows:
         line = []
         for c in cols:
-            v = plane[r[0] : r[-1] + 1, c[0] : c[-1] + 1]
-            v = v[np.isfinite(v)]
+            box = (slice(r[0], r[-1] + 1), slice(c[0], c[-1] + 1))
+            v = plane[box][valid[box]]
             line.append(float(v.astype(np.float64).mean()) if v.size else None)
         out.append(line)
     return out
 
 
 def fingerprint(report: dict) -> dict:
-    """The pinned facts of a classic run: image statistics, block means, WCS, gains."""
+    """The pinned facts of a classic run: image statistics, block means, WCS, gains.
+
+    Valid pixels are those with ALPHA > 0 (no-data pixels are written 0.0 or NaN by
+    ``output.nodata``); ``finite`` is their count, named when no data was NaN in the file.
+    """
     with fits.open(report["output"]["fits"]) as h:
         data = np.asarray(h[0].data, dtype=np.float32)
         wcs = WCS(h[0].header).celestial
+        valid = np.asarray(h["ALPHA"].data) > 0
     data = data[None] if data.ndim == 2 else data
     chans = []
     for plane in data:
-        v = plane[np.isfinite(plane)].astype(np.float64)
+        v = plane[valid].astype(np.float64)
         chans.append(
             {
                 "percentiles": [float(p) for p in np.percentile(v, PERCENTILES)],
                 "sum": float(v.sum()),
-                "blocks": _blocks(plane),
+                "blocks": _blocks(plane, valid),
             }
         )
     return {
         "case": CASE,
         "shape": list(data.shape),
-        "finite": int(np.isfinite(data).all(axis=0).sum()),
+        "finite": int(valid.sum()),
         "wcs": {
             "crval": [float(v) for v in wcs.wcs.crval],
             "crpix": [float(v) for v in wcs.wcs.crpix],

@@ -236,6 +236,9 @@ def test_classic_outputs(mosaic) -> None:
         assert h[0].header["SDSMODE"] == "classic"
         assert h[0].header["NTILES"] == 4 and h[0].header["NFRAMES"] == 20
         assert h["COVERAGE"].data.max() == pytest.approx(20, abs=0.5)
+        tiles = h["TILES"].data
+        np.testing.assert_allclose(tiles["OFFSET"], [t["offset"] for t in report["tiles"]])
+        assert list(tiles["NFRAMES"]) == [t["frames"] for t in report["tiles"]]
     log = (out / "supadupstack.log").read_text()
     assert "classic done" in log and "harmonisation residuals" in log
     assert len(list((out / "work" / "master_tiles").glob("master_*.fits"))) == 4

@@ -52,7 +52,7 @@ def test_fits_layout_and_preview_orientation(tmp_path: Path) -> None:
     with fits.open(tmp_path / "o.fits") as hdul:
         assert hdul[0].data.shape == (3, h, w) and hdul[0].header["NFRAMES"] == 4
         assert hdul[0].header["LONGKEYWORD"] == 1.5
-        assert np.isnan(hdul[0].data[:, :, :20]).all()
+        assert (hdul[0].data[:, :, :20] == 0).all()  # output.nodata default: zero
         assert (hdul["ALPHA"].data[:, :20] == 0).all() and (hdul["ALPHA"].data[:, 20:] == 255).all()
         assert WCS(hdul[0].header).wcs.crval[0] == 10.0
     write_preview(m, tmp_path / "o.png", OutputConfig(white_balance="none"))

@@ -98,6 +98,13 @@ def test_sds_outputs_and_log(nights) -> None:
         assert h["ALPHA"].data.dtype == np.uint8
         assert h[0].header["NBATCH"] == len(report["tiles"]) == 3
         assert h[0].header["NFRAMES"] == len(report["frames_used"])
+        assert h[0].header["NCOMBINE"] == len(report["frames_used"])
+        assert h[0].header["TOTALEXP"] == report["output"]["total_exposure_s"]
+        assert np.isfinite(h[0].data).all()  # output.nodata = "zero"
+        tiles = h["TILES"].data
+        assert list(tiles["TILE"]) == [t["index"] for t in report["tiles"]]
+        np.testing.assert_allclose(tiles["GAIN"], [t["gain"] for t in report["tiles"]])
+        assert list(tiles["REFERENCE"]) == [t["reference"] for t in report["tiles"]]
     log = (out / "supadupstack.log").read_text()
     assert "batch 1/3" in log and "gain" in log and "SDS done" in log
     assert (out / "plan.json").exists() and (out / "plan.png").exists()

@@ -106,7 +106,7 @@ def write_doc(
         "reading, debayering, resampling, combining, writing), peak = largest sum of RSS over "
         "the tree polled every 20 ms (shared pages counted per process: an upper bound). "
         "*SDS faster ×* = tool's wall time / SDS's. Metrics are measured on the same pixels: "
-        "each peer output is cut to the SDS output's box and NaN mask.",
+        "each peer output is cut to the SDS output's box and valid pixels (its ALPHA extension).",
         "",
         "**Rejection**: supadupstack rejects bad frames (quality gates + transparency) and "
         "bad pixels (winsorized σ); the reproject mean rejects nothing; SWarp "

@@ -2,8 +2,8 @@
 
 Every tool resamples onto SDS's own canvas (``canvas_from_frames`` with the run's config, the
 grid SDS stacks on before its polish crop). For the truth metrics each peer output is then cut
-to the SDS output's box and given SDS's NaN mask, so all metrics are measured on the same sky
-pixels.
+to the SDS output's box and given SDS's no-data pixels (its ALPHA extension), so all metrics
+are measured on the same sky pixels.
 """
 
 from __future__ import annotations
@@ -80,24 +80,25 @@ def crop_offset(grid_wcs: WCS, sub_wcs: WCS) -> tuple[int, int]:
 def like_sds(
     peer_fits: Path, sds_fits: Path, out: Path, coverage: np.ndarray | None = None
 ) -> Path:
-    """Cut a full-grid peer output to the SDS output's box and NaN mask (same sky pixels).
+    """Cut a full-grid peer output to the SDS output's box and valid pixels (ALPHA > 0; its
+    no-data pixels are 0.0 or NaN by ``output.nodata``): the same sky pixels.
 
     ``coverage`` (frames per grid pixel) replaces the file's COVERAGE when given.
     """
     with fits.open(sds_fits) as h:
-        sds = np.asarray(h[0].data, np.float32)
+        sds_alpha = np.asarray(h["ALPHA"].data)
         sds_wcs = WCS(h[0].header).celestial
     with fits.open(peer_fits) as h:
         img = np.asarray(h[0].data, np.float32)
         cov = np.asarray(h["COVERAGE"].data, np.float32) if coverage is None else coverage
         wcs = WCS(h[0].header).celestial
     y0, x0 = crop_offset(wcs, sds_wcs)
-    hh, ww = sds.shape[-2:]
+    hh, ww = sds_alpha.shape
     if y0 < 0 or x0 < 0 or y0 + hh > img.shape[1] or x0 + ww > img.shape[2]:
         raise SupaDupError("the SDS output box lies outside the benchmark grid")
     img = img[:, y0 : y0 + hh, x0 : x0 + ww].copy()
     cov = cov[y0 : y0 + hh, x0 : x0 + ww].copy()
-    dead = ~np.isfinite(sds).all(axis=0)
+    dead = sds_alpha == 0
     img[:, dead] = np.nan
     cov[dead] = 0.0
     return write_output(out, img, cov, sds_wcs)

@@ -289,7 +289,7 @@ def native_note(native_m: dict, grid_m: dict, like_sds: Path, sds_fits: Path) ->
     with fits.open(like_sds) as h:
         siril_ok = np.isfinite(h[0].data[1])
     with fits.open(sds_fits) as h:
-        sds_ok = np.isfinite(h[0].data[1])
+        sds_ok = np.asarray(h["ALPHA"].data) > 0
     share = float(siril_ok.sum()) / max(float(sds_ok.sum()), 1.0)
 
     def fig(m: dict) -> str:

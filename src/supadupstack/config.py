@@ -234,6 +234,12 @@ class OutputConfig:
     white_balance: str = _opt(
         "stars", "Preview colour: stars white on average, or raw.", choices=("stars", "none")
     )
+    nodata: str = _opt(
+        "zero",
+        "Value of no-data pixels in the FITS image: zero (PixInsight/Siril convention; "
+        "Siril's statistics turn NaN on NaN) or nan. Valid pixels: ALPHA > 0.",
+        choices=("zero", "nan"),
+    )
 
 
 @dataclass

@@ -17,8 +17,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from supadupstack import __version__
 from supadupstack.canvas.canvas import Canvas
 from supadupstack.classic.assembly import assemble
@@ -34,10 +32,12 @@ from supadupstack.outputs.products import (
     output_summary,
     run_cards,
     save_products,
+    total_exposure,
 )
+from supadupstack.outputs.tiles import TileTable
 from supadupstack.polish.mosaic import Mosaic
 from supadupstack.polish.steps import polish
-from supadupstack.stacking.gain_solver import residuals, solve
+from supadupstack.stacking.gain_solver import TileHarmony, residuals, solve
 
 log = logging.getLogger("supadupstack.classic")
 
@@ -177,11 +177,12 @@ def run_classic(
     t = _timed(times, "polish", t)
     used = [p for tile in tiles for p in tile.frames_used]
     anchor = next(h.index for h in harmony if h.anchor)
-    cards = run_cards("classic", used, frames, {h.index: np.mean(h.gain) for h in harmony})
+    cards = run_cards("classic", used, frames, mosaic.wcs)
     cards["NTILES"] = (len(tiles), "master tiles (groups)")
     cards["REFTILE"] = (anchor, "harmonisation anchor tile")
     cards["FEATHER"] = (cfg.classic.feather_px, "[px] feathered tile edge")
-    fits_path, png_path = save_products(mosaic, out_dir, cfg.output, cards)
+    table = tile_table(tiles, harmony)
+    fits_path, png_path = save_products(mosaic, out_dir, cfg.output, cards, table)
     t = _timed(times, "save", t)
     times["total"] = round(time.monotonic() - t_all, 3)
     report = {
@@ -201,7 +202,7 @@ def run_classic(
         },
         "assembly": a_facts,
         "polish": polish_facts,
-        "output": output_summary(mosaic, fits_path, png_path, cards["EXPTOTAL"][0]),
+        "output": output_summary(mosaic, fits_path, png_path, total_exposure(used, frames)),
         "seconds": times,
     }
     log.info("classic done in %.1fs: %d frames, %d tiles", times["total"], len(used), len(tiles))
@@ -231,6 +232,19 @@ def harmonise(tiles: list[MasterTile], cfg: Config, trim: float):
         )
     log.info("harmonisation residuals: %s", facts)
     return harmony, pairs, facts
+
+
+def tile_table(tiles: list[MasterTile], harmony: list[TileHarmony]) -> TileTable:
+    """The FITS ``TILES`` table: one row per master tile, its harmonisation."""
+    table = TileTable()
+    table.add("TILE", [t.index for t in tiles], "master tile (group) index")
+    table.add("GAIN", [h.gain for h in harmony], "per-channel gain onto the anchor")
+    table.add("OFFSET", [h.offset for h in harmony], "per-channel offset after the gain", "ADU")
+    table.add("NFRAMES", [len(t.frames_used) for t in tiles], "frames stacked in the tile")
+    table.add("REFERENCE", [h.anchor for h in harmony], "the harmonisation anchor")
+    table.add("CLAMPED", [h.clamped for h in harmony], "gain clamped to classic.gain_min..max")
+    table.add("COVERAGE_SUM", [t.coverage_sum for t in tiles], "sum of the tile's frame weights")
+    return table
 
 
 def _skip_reason(tile: MasterTile) -> str:

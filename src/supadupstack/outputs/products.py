@@ -6,33 +6,38 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from astropy.wcs import WCS
 
 from supadupstack import __version__
+from supadupstack.canvas.canvas import pixel_scale_arcsec
 from supadupstack.catalogue.detect import DetectionSettings
 from supadupstack.catalogue.stage import measure_quality
 from supadupstack.config import OutputConfig
 from supadupstack.frames.model import Frame
+from supadupstack.outputs.cards import observation_cards
+from supadupstack.outputs.tiles import TileTable
 from supadupstack.outputs.write import write_fits, write_preview
 from supadupstack.polish.mosaic import Mosaic
 from supadupstack.stacking.normalize import robust_noise
 
 
 def run_cards(
-    mode: str, used: list[str], frames: list[Frame], gains: dict[int, float]
+    mode: str, used: list[str], frames: list[Frame], wcs: WCS | None = None
 ) -> dict[str, tuple]:
-    """FITS cards every run writes: mode, frames used, total exposure [s], version, where the
-    WCSs of the frames used came from, and one ``GAINnnn`` card per tile (its mean gain)."""
+    """FITS cards every run writes: mode, frames used, version, the standard observation
+    cards (``outputs.cards``: dates, EXPTIME, TOTALEXP, OBJECT, optics; ``wcs`` is the
+    output grid, for PIXSCALE and FOCALLEN) and where the WCSs of the frames used came from.
+    Per-tile gains go to the ``TILES`` table, not to cards."""
     by_path = {str(f.path): f for f in frames}
-    exposures = {p: f.exposure_s for p, f in by_path.items()}
+    frames_used = [by_path[p] for p in used if p in by_path]
     cards = {
         "SDSMODE": (mode, "supadupstack mode"),
         "NFRAMES": (len(used), "frames co-added"),
-        "EXPTOTAL": (total_exposure(used, exposures), "[s] total exposure of frames used"),
         "SWVERS": (__version__, "supadupstack version"),
     }
-    cards.update(astrometry_cards([by_path[p] for p in used if p in by_path]))
-    for index, gain in gains.items():
-        cards[f"GAIN{index:03d}"] = (round(float(gain), 6), "mean gain of tile")
+    scale = pixel_scale_arcsec(wcs) if wcs is not None else None
+    cards.update(observation_cards(frames_used, scale))
+    cards.update(astrometry_cards(frames_used))
     return cards
 
 
@@ -54,8 +59,10 @@ def astrometry_cards(used: list[Frame]) -> dict[str, tuple]:
 SOURCES = ("solved", "registered", "refined")
 
 
-def total_exposure(used: list[str], exposure_s: dict[str, float | None]) -> float:
-    """Sum of the exposure times (s) of the frames used; unknown exposures count 0."""
+def total_exposure(used: list[str], frames: list[Frame]) -> float:
+    """Sum of the exposure times (s) of the frames used (paths), for the report; unknown
+    exposures count 0 (the FITS leaves TOTALEXP out instead)."""
+    exposure_s = {str(f.path): f.exposure_s for f in frames}
     return float(sum(exposure_s.get(p) or 0.0 for p in used))
 
 
@@ -64,13 +71,15 @@ def save_products(
     out_dir: Path,
     cfg: OutputConfig,
     cards: dict[str, tuple],
+    tiles: TileTable | None = None,
     after_fits: Callable[[], None] | None = None,
 ) -> tuple[Path, Path | None]:
-    """Write ``<name>.fits`` then the PNG (and JPG on request); returns (fits, png or None).
+    """Write ``<name>.fits`` (with the ``TILES`` table) then the PNG (and JPG on request);
+    returns (fits, png or None).
 
     ``after_fits`` runs between the FITS and the previews (a crash point for resume tests).
     """
-    fits_path = write_fits(mosaic, out_dir / f"{cfg.name}.fits", cards)
+    fits_path = write_fits(mosaic, out_dir / f"{cfg.name}.fits", cards, cfg.nodata, tiles)
     if after_fits is not None:
         after_fits()
     png_path = write_preview(mosaic, out_dir / f"{cfg.name}.png", cfg) if cfg.png else None

@@ -17,29 +17,58 @@ from supadupstack import __version__
 from supadupstack.config import OutputConfig
 from supadupstack.outputs.atomic import write_atomic, write_text_atomic
 from supadupstack.outputs.color import star_white_balance
+from supadupstack.outputs.tiles import TileTable, tiles_hdu
 from supadupstack.polish.mosaic import Mosaic
 
+NODATA_VALUE = {"zero": 0.0, "nan": np.nan}
 
-def write_fits(m: Mosaic, path: Path, cards: dict[str, tuple]) -> Path:
-    """Primary float32 (C, H, W) or (H, W) + ``COVERAGE`` float32 + ``ALPHA`` uint8.
 
-    ``cards`` maps KEYWORD → (value, comment); keys longer than 8 chars become HIERARCH.
+def write_fits(
+    m: Mosaic,
+    path: Path,
+    cards: dict[str, tuple],
+    nodata: str = "zero",
+    tiles: TileTable | None = None,
+) -> Path:
+    """Primary float32 (C, H, W) or (H, W) + ``COVERAGE`` float32 + ``ALPHA`` uint8, each
+    with the mosaic's WCS, + the ``TILES`` table when given.
+
+    No-data pixels (ALPHA 0) of the primary image are written as 0.0 (``nodata="zero"``,
+    the PixInsight and Siril convention: Siril reports NaN statistics for a NaN-holed image)
+    or NaN (``"nan"``); the in-memory mosaic keeps NaN. ``cards`` maps KEYWORD → (value,
+    comment); keys longer than 8 chars become HIERARCH; a ``HISTORY`` key adds a history card.
     """
-    data = np.moveaxis(m.image, -1, 0) if m.image.shape[-1] > 1 else m.image[..., 0]
-    primary = fits.PrimaryHDU(data.astype(np.float32))
+    primary = fits.PrimaryHDU(_primary_data(m, NODATA_VALUE[nodata]))
     primary.header.update(m.wcs.to_header(relax=True))
     primary.header["BUNIT"] = ("ADU", "per sub-exposure, after normalisation")
     primary.header["CREATOR"] = (f"supadupstack {__version__}", "software")
-    for key, (value, comment) in cards.items():
-        if isinstance(value, float) and not math.isfinite(value):
-            continue
-        name = key if len(key) <= 8 else f"HIERARCH {key}"
-        primary.header[name] = (value, comment)
+    primary.header["NODATA"] = (nodata, "value of no-data pixels; valid where ALPHA > 0")
+    _add_cards(primary.header, cards)
     cov = fits.ImageHDU(m.coverage.astype(np.float32), name="COVERAGE")
     cov.header.update(m.wcs.to_header(relax=True))
     alpha = fits.ImageHDU(m.alpha.astype(np.uint8), name="ALPHA")
-    hdul = fits.HDUList([primary, cov, alpha])
+    alpha.header.update(m.wcs.to_header(relax=True))
+    hdus = [primary, cov, alpha] + ([tiles_hdu(tiles)] if tiles and tiles.columns else [])
+    hdul = fits.HDUList(hdus)
     return write_atomic(Path(path), lambda p: hdul.writeto(p, output_verify="silentfix"))
+
+
+def _primary_data(m: Mosaic, fill: float) -> np.ndarray:
+    """The image as FITS wants it ((C, H, W) or (H, W) float32), ``fill`` where ALPHA is 0."""
+    image = np.where((m.alpha > 0)[..., None], m.image, np.float32(fill)).astype(np.float32)
+    return np.moveaxis(image, -1, 0) if image.shape[-1] > 1 else image[..., 0]
+
+
+def _add_cards(header: fits.Header, cards: dict[str, tuple]) -> None:
+    """Cards in order; non-finite floats are left out (FITS has no NaN value)."""
+    for key, (value, comment) in cards.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            continue
+        if key == "HISTORY":
+            header.add_history(str(value))
+            continue
+        name = key if len(key) <= 8 else f"HIERARCH {key}"
+        header[name] = (value, comment)
 
 
 def _asinh_beta(x_bg: float, target: float = 0.18) -> float:

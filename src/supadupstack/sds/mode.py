@@ -7,8 +7,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from supadupstack import __version__
 from supadupstack.config import Config
 from supadupstack.errors import NothingUsableError
@@ -20,6 +18,7 @@ from supadupstack.outputs.products import (
     output_summary,
     run_cards,
     save_products,
+    total_exposure,
 )
 from supadupstack.polish.mosaic import Mosaic
 from supadupstack.polish.steps import polish
@@ -91,12 +90,17 @@ def run_sds(
     t = sds.timed(times, "polish", t)
     used = [p for tile in tiles for p in tile.frames_used]
     ref_tile = tiles[ref_idx].index
-    cards = run_cards("sds", used, frames, {g.index: np.mean(g.gain) for g in gains})
+    cards = run_cards("sds", used, frames, mosaic.wcs)
     cards["NBATCH"] = (len(tiles), "mega-tiles (batches)")
     cards["REFTILE"] = (ref_tile, "reference mega-tile")
     cards["RENORM"] = (cfg.sds.renorm, "inter-tile renormalisation rule")
     fits_path, png_path = save_products(
-        mosaic, out_dir, cfg.output, cards, after_fits=lambda: checkpoint("save:fits")
+        mosaic,
+        out_dir,
+        cfg.output,
+        cards,
+        sds.tile_table(tiles, gains, ref_idx),
+        after_fits=lambda: checkpoint("save:fits"),
     )
     t = sds.timed(times, "save", t)
     times["total"] = round(time.monotonic() - t_all, 3)
@@ -116,7 +120,7 @@ def run_sds(
         "tiles": sds.tile_summary(tiles, gains, ref_idx),
         "coadd": {k: coadd_facts.get(k) for k in ("rejection", "rejected_fraction", "n_chunks")},
         "polish": polish_facts,
-        "output": output_summary(mosaic, fits_path, png_path, cards["EXPTOTAL"][0]),
+        "output": output_summary(mosaic, fits_path, png_path, total_exposure(used, frames)),
         "seconds": times,
     }
     log.info("SDS done in %.1fs: %d frames, %d batches", times["total"], len(used), len(tiles))

@@ -19,6 +19,7 @@ from supadupstack.config import Config
 from supadupstack.execution import executor, workdir
 from supadupstack.execution.faults import checkpoint
 from supadupstack.frames.model import Frame
+from supadupstack.outputs.tiles import TileTable
 from supadupstack.sds import renorm
 from supadupstack.sds.coadd import global_coadd
 from supadupstack.sds.megatile import (
@@ -186,6 +187,21 @@ def tile_summary(tiles: list[MegaTile], gains: list[TileGain], ref_idx: int) -> 
         )
         out.append(d)
     return out
+
+
+def tile_table(tiles: list[MegaTile], gains: list[TileGain], ref_idx: int) -> TileTable:
+    """The FITS ``TILES`` table: one row per mega-tile, its renormalisation and checks."""
+    table = TileTable()
+    table.add("TILE", [t.index for t in tiles], "mega-tile (batch) index")
+    table.add("GAIN", [g.gain for g in gains], "per-channel gain onto the reference")
+    table.add("OFFSET", [g.offset for g in gains], "per-channel offset after the gain", "ADU")
+    table.add("NFRAMES", [len(t.frames_used) for t in tiles], "frames co-added in the tile")
+    table.add("REFERENCE", [k == ref_idx for k in range(len(tiles))], "the reference tile")
+    table.add("CLAMPED", [g.clamped for g in gains], "gain clamped to sds.gain_min..max")
+    table.add("STAR_RATIO", [g.star_ratio for g in gains], "star flux vs reference, 1 = agree")
+    table.add("N_STARS", [g.n_stars for g in gains], "stars in the star check")
+    table.add("COVERAGE_SUM", [t.coverage_sum for t in tiles], "sum of the tile's frame weights")
+    return table
 
 
 def timed(stage_times: dict, name: str, t0: float) -> float:

@@ -1,10 +1,11 @@
 """Truth metrics: how close a stacked output is to the simulator's truth.
 
-Inputs are an output image (C, H, W) or (H, W) float32 in ADU with a celestial WCS (NaN = no
-data) and the truth folder written by ``simulate_dataset``. The truth signal (ADU per pixel per
-sub-exposure, no sky) is reprojected onto the output grid with ``reproject`` and scaled by the
-pixel-area ratio. The functions below work on plain arrays + WCS so tests and benchmarks can
-call them directly; ``evaluate`` runs them all on a FITS file.
+Inputs are an output image (C, H, W) or (H, W) float32 in ADU with a celestial WCS (no data:
+NaN, or 0 in the file's ALPHA extension) and the truth folder written by ``simulate_dataset``.
+The truth signal (ADU per pixel per sub-exposure, no sky) is reprojected onto the output grid
+with ``reproject`` and scaled by the pixel-area ratio. The functions below work on plain
+arrays + WCS so tests and benchmarks can call them directly; ``evaluate`` runs them all on a
+FITS file.
 
 Conventions: fluxes in ADU, positions in output pixels (0-based), noise as robust σ
 (1.4826·MAD) per pixel; "σ" in the seam and trail metrics is that per-pixel noise.
@@ -68,15 +69,22 @@ def load_truth(path: str | Path) -> Truth:
 
 
 def load_output(path: str | Path) -> tuple[np.ndarray, WCS, np.ndarray | None]:
-    """(image (C, H, W) float32, celestial WCS, coverage (H, W) or None) of an output FITS."""
+    """(image (C, H, W) float32, celestial WCS, coverage (H, W) or None) of an output FITS.
+
+    No data is NaN in the image returned: where the file's ``ALPHA`` extension is 0 when it
+    has one (supadupstack writes no-data pixels as 0.0 by default), else where it is NaN.
+    """
     with fits.open(path) as hdul:
-        data = np.asarray(hdul[0].data, dtype=np.float32)
+        data = np.array(hdul[0].data, dtype=np.float32)
         wcs = WCS(hdul[0].header).celestial
         cov = None
         if "COVERAGE" in hdul:
             cov = np.asarray(hdul["COVERAGE"].data, dtype=np.float32)
+        alpha = np.asarray(hdul["ALPHA"].data) if "ALPHA" in hdul else None
     if data.ndim == 2:
         data = data[None]
+    if alpha is not None and alpha.shape == data.shape[1:]:
+        data[:, alpha == 0] = np.nan
     if data.ndim != 3 or not wcs.has_celestial:
         raise SupaDupError(f"{path}: expected a (3,H,W) or (H,W) image with a celestial WCS")
     return data, wcs, cov
