@@ -61,3 +61,19 @@ def test_fits_layout_and_preview_orientation(tmp_path: Path) -> None:
     assert (png[:, :20, 3] == 0).all() and (png[:, 20:, 3] == 255).all()
     assert png[-5, 80, :3].min() > 200  # FITS row 0 is drawn at the bottom
     assert png[5, 80, :3].max() < 200
+
+
+def test_downscaled_preview_has_no_dark_fringe_at_data_edges(tmp_path: Path) -> None:
+    """Premultiplied averaging: a block half no-data keeps the data's colour, half alpha."""
+    h, w = 400, 400
+    rng = np.random.default_rng(3)
+    img = (600.0 + rng.normal(0, 3, (h, w, 3))).astype(np.float32)
+    cov = np.full((h, w), 4.0, np.float32)
+    cov[:, :202] = 0  # the edge falls inside a 4-px preview block
+    m = Mosaic.from_arrays(img, cov, _wcs(h, w))
+    write_preview(m, tmp_path / "o.png", OutputConfig(white_balance="none", preview_max_side=100))
+    png = np.asarray(Image.open(tmp_path / "o.png")).astype(float)
+    edge, inside = png[:, 50], png[:, 60]  # the block holding the edge, and one inside
+    assert 100 < edge[:, 3].mean() < 155  # half of the block has data
+    level = inside[:, :3].mean(axis=0)  # the stretched sky, ~60 of 255 (a fringe: ~30)
+    assert np.abs(edge[:, :3].mean(axis=0) - level).max() < 0.15 * level.min()

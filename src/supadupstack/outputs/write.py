@@ -141,9 +141,21 @@ def preview_rgba(m: Mosaic, cfg: OutputConfig) -> np.ndarray:
     h, w = m.shape
     scale = min(1.0, cfg.preview_max_side / max(h, w))
     if scale < 1.0:
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        rgba = cv2.resize(rgba, size, interpolation=cv2.INTER_AREA)
+        rgba = downscale_premultiplied(rgba, (max(1, round(w * scale)), max(1, round(h * scale))))
     return np.clip(np.round(rgba[::-1]), 0, 255).astype(np.uint8)
+
+
+def downscale_premultiplied(rgba: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Area-average an (H, W, 4) float RGBA image (0..255) to ``size`` = (width, height).
+
+    Colour is averaged premultiplied by alpha, then divided by the averaged alpha: a plain
+    average mixes the black of no-data pixels into the data's edge pixels (dark fringes).
+    """
+    alpha = rgba[..., 3:4] / 255.0
+    small = cv2.resize(np.dstack([rgba[..., :3] * alpha, rgba[..., 3]]), size, cv2.INTER_AREA)
+    cover = small[..., 3:4] / 255.0
+    colour = np.divide(small[..., :3], cover, out=np.zeros_like(small[..., :3]), where=cover > 0)
+    return np.dstack([colour, small[..., 3]])
 
 
 def write_preview(m: Mosaic, path: Path, cfg: OutputConfig) -> Path:
