@@ -1,4 +1,4 @@
-"""Debayer, hot-pixel repair and gradient removal against synthetic truth."""
+"""Debayer and hot-pixel repair against synthetic truth (gradients: tests/test_gradient.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 from supadupstack.frames.calibrate import (
     cfa_masks,
     debayer,
-    remove_gradient,
     repair_hot_pixels,
 )
 from supadupstack.frames.fits_io import load_pixels, read_frame
@@ -114,15 +113,6 @@ def test_hot_pixel_repair_on_mono_plane() -> None:
     img[40, 40] = 9000
     fixed, n = repair_hot_pixels(img, None)
     assert n >= 1 and abs(fixed[40, 40] - 500) < 50
-
-
-def test_gradient_removal_flattens_a_ramp_and_keeps_level() -> None:
-    h, w = 256, 384
-    yy, xx = np.mgrid[0:h, 0:w]
-    img = (1000 + 0.5 * xx - 0.3 * yy).astype(np.float32)[..., None]
-    out = remove_gradient(img, order=1)
-    assert np.ptp(out) < 1.0
-    assert abs(float(out.mean()) - float(img.mean())) < 1.0
 
 
 def _reference_repair(raw: np.ndarray, pattern: str | None, kappa: float = 3.0):

@@ -21,7 +21,7 @@ def test_defaults_match_design() -> None:
         3,
         10,
     )
-    assert cfg.calibration.hot_pixel_kappa == 3.0 and cfg.calibration.gradient_removal is False
+    assert cfg.calibration.hot_pixel_kappa == 3.0 and cfg.calibration.gradient_removal == "auto"
     assert (cfg.sds.gain_min, cfg.sds.gain_max) == (0.5, 2.0)
     assert (cfg.polish.two_pass_gain_min, cfg.polish.two_pass_gain_max) == (0.85, 1.18)
 

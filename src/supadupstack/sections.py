@@ -46,8 +46,14 @@ class CalibrationConfig:
     hot_pixel_kappa: float = _opt(
         3.0, "Hot pixel: value > 5x5 median + kappa*sigma.", lo=1.0, hi=50
     )
-    gradient_removal: bool = _opt(False, "Subtract a low-order polynomial sky gradient per frame.")
-    gradient_order: int = _opt(1, "Polynomial order of the gradient model.", lo=0, hi=3)
+    gradient_removal: str = _opt(
+        "auto",
+        "Sky gradients: auto measures each frame's gradient against its stack's reference and "
+        "the stack's own on its object-masked background, and removes what is significant "
+        "(never where objects or nebula fill the field); off leaves them.",
+        choices=("auto", "off"),
+    )
+    gradient_order: int = _opt(1, "Polynomial order of the gradient model.", lo=1, hi=3)
 
 
 @dataclass

@@ -50,6 +50,8 @@ class MasterTile:
     noise: list[float] = field(default_factory=list)
     transparency: list[float | None] = field(default_factory=list)
     normalisation: list[str] = field(default_factory=list)
+    gradients: list[dict | None] = field(default_factory=list)  # per frame, vs the reference
+    gradient: dict | None = None  # the stack's own sky gradient
     rejected_pixel_fraction: float = 0.0
     seconds: float = 0.0
     reused: bool = False
@@ -163,6 +165,8 @@ def build_master_tile(
         noise=fs.noise,
         transparency=fs.transparency,
         normalisation=fs.normalisation,
+        gradients=fs.gradients,
+        gradient=fs.gradient,
         rejected_pixel_fraction=fs.rejected_pixel_fraction,
         seconds=time.monotonic() - t0,
     )

@@ -37,6 +37,7 @@ from supadupstack.outputs.products import (
 from supadupstack.outputs.tiles import TileTable
 from supadupstack.polish.mosaic import Mosaic
 from supadupstack.polish.steps import polish
+from supadupstack.stacking.frameset import frame_gradients
 from supadupstack.stacking.gain_solver import TileHarmony, residuals, solve
 
 log = logging.getLogger("supadupstack.classic")
@@ -265,6 +266,10 @@ def _group_summary(group: Group, tiles: list[MasterTile]) -> dict:
     }
 
 
+def _gradients(tile: MasterTile) -> list:
+    return frame_gradients(tile.gradients, len(tile.frames_used))
+
+
 def _tile_summary(tiles: list[MasterTile], harmony) -> list[dict]:
     out = []
     for t, h in zip(tiles, harmony, strict=True):
@@ -280,8 +285,10 @@ def _tile_summary(tiles: list[MasterTile], harmony) -> list[dict]:
                 "reference_frame": t.reference_frame,
                 "transparency": t.transparency,
                 "frame_normalisation": [
-                    {"frame": f, "how": how} for f, how in zip(t.frames_used, t.normalisation)
+                    {"frame": f, "how": how, "gradient": gr}
+                    for f, how, gr in zip(t.frames_used, t.normalisation, _gradients(t))
                 ],
+                "gradient": t.gradient,
                 "noise": t.noise,
                 "coverage_sum": t.coverage_sum,
                 "shape": list(t.shape),

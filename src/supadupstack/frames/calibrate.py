@@ -1,4 +1,7 @@
-"""Per-frame calibration: hot-pixel repair, debayer, optional gradient removal (DESIGN §3.1).
+"""Per-frame calibration: hot-pixel repair and debayer (DESIGN §3.1).
+
+Sky gradients are removed later, on the grid, where the stack's reference and object mask
+are known (``stacking.gradient``).
 
 All images are float32 in ADU. The calibrated image is (H, W, C): C = 3 (R, G, B) for Bayer and
 colour frames, C = 1 for mono. Hot pixels are repaired on the raw CFA, one colour plane at a
@@ -72,43 +75,6 @@ def debayer(raw: np.ndarray, pattern: str, method: str = "bilinear") -> np.ndarr
     return rgb.astype(np.float32)
 
 
-def _poly_terms(x: np.ndarray, y: np.ndarray, order: int) -> np.ndarray:
-    return np.stack([x**i * y**j for i in range(order + 1) for j in range(order + 1 - i)], axis=-1)
-
-
-def remove_gradient(image: np.ndarray, order: int = 1, block: int = 32) -> np.ndarray:
-    """Subtract a low-order 2-D polynomial sky model per channel, keeping the mean sky level.
-
-    The model is fitted to block medians with iterative 3σ clipping, so stars and compact
-    objects do not pull it; a very large object can still bias it (why it is off by default).
-    """
-    h, w, nc = image.shape
-    by, bx = h // block, w // block
-    if by < 2 or bx < 2:
-        return image
-    yy, xx = np.mgrid[0:by, 0:bx]
-    cy, cx = (yy + 0.5) * block / h - 0.5, (xx + 0.5) * block / w - 0.5
-    a = _poly_terms(cx.ravel(), cy.ravel(), order)
-    fy, fx = np.mgrid[0:h, 0:w]
-    full = _poly_terms((fx + 0.5) / w - 0.5, (fy + 0.5) / h - 0.5, order)
-    out = image.copy()
-    for c in range(nc):
-        blocks = image[: by * block, : bx * block, c].reshape(by, block, bx, block)
-        med = np.nanmedian(blocks.transpose(0, 2, 1, 3).reshape(by, bx, -1), axis=-1).ravel()
-        keep = np.isfinite(med)
-        for _ in range(5):
-            coef, *_ = np.linalg.lstsq(a[keep], med[keep], rcond=None)
-            resid = med - a @ coef
-            s = 1.4826 * np.nanmedian(np.abs(resid[keep])) + 1e-9
-            new = np.isfinite(med) & (np.abs(resid) < 3 * s)
-            if np.array_equal(new, keep):
-                break
-            keep = new
-        model = (full @ coef).astype(np.float32)
-        out[..., c] = image[..., c] - (model - model.mean())
-    return out
-
-
 def calibrate_frame(frame: Frame, raw: np.ndarray, cfg: CalibrationConfig) -> np.ndarray:
     """Raw pixels (from ``load_pixels``) → calibrated float32 image (H, W, C) in ADU."""
     if frame.kind == "rgb":
@@ -128,6 +94,4 @@ def calibrate_frame(frame: Frame, raw: np.ndarray, cfg: CalibrationConfig) -> np
     else:
         plane = repair_hot_pixels(raw, None, cfg.hot_pixel_kappa)[0] if cfg.hot_pixels else raw
         image = plane.astype(np.float32)[..., None]
-    if cfg.gradient_removal:
-        image = remove_gradient(image, cfg.gradient_order)
     return np.ascontiguousarray(image, dtype=np.float32)

@@ -32,6 +32,7 @@ from supadupstack.sds.megatile import (
 )
 from supadupstack.sds.planner import BatchPlan
 from supadupstack.sds.renorm import TileGain, choose_reference
+from supadupstack.stacking.frameset import frame_gradients
 
 log = logging.getLogger("supadupstack.sds")
 
@@ -170,6 +171,7 @@ def coadd_tiles(tiles: list[MegaTile], gains: list[TileGain], canvas: Canvas, cf
 def tile_summary(tiles: list[MegaTile], gains: list[TileGain], ref_idx: int) -> list[dict]:
     out = []
     for t, g in zip(tiles, gains, strict=True):
+        n = len(t.frames_used)
         d = dataclasses.asdict(g)
         d.update(
             frames=len(t.frames_used),
@@ -181,9 +183,12 @@ def tile_summary(tiles: list[MegaTile], gains: list[TileGain], ref_idx: int) -> 
             coverage_sum=t.coverage_sum,
             path=t.path,
             frame_normalisation=[
-                {"frame": f, "transparency": tr, "how": how}
-                for f, tr, how in zip(t.frames_used, t.transparency, t.normalisation)
+                {"frame": f, "transparency": tr, "how": how, "gradient": gr}
+                for f, tr, how, gr in zip(
+                    t.frames_used, t.transparency, t.normalisation, frame_gradients(t.gradients, n)
+                )
             ],
+            gradient=t.gradient,
         )
         out.append(d)
     return out

@@ -22,8 +22,14 @@ from supadupstack.frames.fits_io import load_pixels
 from supadupstack.frames.model import Frame
 from supadupstack.frames.quality import FrameQuality, gate_reasons
 from supadupstack.stacking.engine import stack_patches
+from supadupstack.stacking.gradient import fit_gradient, remove_model
 from supadupstack.stacking.normalize import fit_linear_info
-from supadupstack.stacking.photometry import DEBAYER_BLUR_VAR, common_area, photometric_fit
+from supadupstack.stacking.photometry import (
+    DEBAYER_BLUR_VAR,
+    common_area,
+    overlap,
+    photometric_fit,
+)
 from supadupstack.stacking.star_photometry import stars_on_grid
 
 
@@ -39,6 +45,8 @@ class FrameStack:
     normalisation: list[str] = field(default_factory=list)  # how each used frame was scaled
     noise: list[float] = field(default_factory=list)
     rejected_pixel_fraction: float = 0.0
+    gradients: list[dict | None] = field(default_factory=list)  # per used frame, vs reference
+    gradient: dict | None = None  # the stack's own sky gradient
 
     @property
     def reference_frame(self) -> str | None:
@@ -130,6 +138,48 @@ def frame_coefficients(
     return a, b, transparency, how
 
 
+def remove_relative_gradients(
+    patches: list[Patch], ref: int, a: np.ndarray, b: np.ndarray, order: int
+) -> list[dict | None]:
+    """Fit each frame's gradient against the reference (after its normalisation a·x + b) and
+    remove it from the frame's patch where significant, so rejection compares like with like
+    and every frame carries the reference's sky; the object is in both and cancels. Returns
+    each frame's fit summary (None: the reference, or too little overlap)."""
+    out: list[dict | None] = []
+    for i, p in enumerate(patches):
+        ov = overlap(p, patches[ref]) if i != ref else None
+        area = common_area(p, patches[ref]) if ov is not None else None
+        if area is None:
+            out.append(None)
+            continue
+        xi, ri, m = area
+        diff = np.where(m[..., None], xi * a[i].astype(np.float32) + b[i] - ri, np.nan)
+        origin = (float(p.x0 + ov[0][1].start), float(p.y0 + ov[0][0].start))
+        sky = np.nanmedian(ri[::8, ::8][m[::8, ::8]], axis=0)
+        fit = fit_gradient(diff.astype(np.float32), origin, order, relative=True, sky_level=sky)
+        if fit is not None and fit.removable:
+            remove_model(p.data, fit, (float(p.x0), float(p.y0)), scale=a[i])
+        out.append(fit.summary() if fit is not None else None)
+    return out
+
+
+def frame_gradients(gradients: list, n_frames: int) -> list:
+    """The frames' gradient fits as stored with a tile, or None each (removal off, or a tile
+    of an earlier version that kept none)."""
+    return gradients if len(gradients) == n_frames else [None] * n_frames
+
+
+def remove_stack_gradient(patch: Patch, order: int) -> dict | None:
+    """Fit the stack's own sky gradient on its object-masked background and remove it where
+    measurable and significant (``gradient.fit_gradient``); returns the fit's summary."""
+    fit = fit_gradient(patch.data, (float(patch.x0), float(patch.y0)), order)
+    if fit is None:
+        return None
+    if fit.removable:
+        remove_model(patch.data, fit, (float(patch.x0), float(patch.y0)))
+    return fit.summary()
+
+
 def stack_frames(frames: list[Frame], grid: Canvas, cfg: Config, unit: str = "batch") -> FrameStack:
     """Gate, resample onto ``grid``, normalise to the best frame, reject and combine.
 
@@ -151,11 +201,16 @@ def stack_frames(frames: list[Frame], grid: Canvas, cfg: Config, unit: str = "ba
         )
     ref = keep.index(ref)
     patches, used = [patches[i] for i in keep], [used[i] for i in keep]
-    coefficients = (a[keep], b[keep]) if cfg.stacking.normalization == "linear_fit" else None
+    a, b = a[keep], b[keep]
+    auto = cfg.calibration.gradient_removal == "auto"
+    order = cfg.calibration.gradient_order
+    gradients = remove_relative_gradients(patches, ref, a, b, order) if auto else []
+    coefficients = (a, b) if cfg.stacking.normalization == "linear_fit" else None
     noises = [np.asarray(q.noise, dtype=np.float64) for _, q in used]
     stacked, facts = stack_patches(
         patches, cfg.stacking, reference=ref, noise=noises, coefficients=coefficients
     )
+    gradient = remove_stack_gradient(stacked, order) if auto else None
     scale = np.abs(np.asarray(facts["scale"], dtype=np.float64))
     return FrameStack(
         patch=stacked,
@@ -166,4 +221,6 @@ def stack_frames(frames: list[Frame], grid: Canvas, cfg: Config, unit: str = "ba
         normalisation=[how[i] for i in keep],
         noise=[float(v) for v in np.nanmedian(np.array(noises) * scale, axis=0)],
         rejected_pixel_fraction=float(facts["rejected_fraction"]),
+        gradients=gradients,
+        gradient=gradient,
     )
