@@ -115,3 +115,41 @@ def test_model_image_matches_the_polynomial_at_canvas_positions() -> None:
     x, y = (100.0 + 7) / 1024, (200.0 + 11) / 1024
     want = 3 * y - 1.5 * y * y + 2 * x + 0.5 * x * y + x * x
     assert out[11, 7, 0] == pytest.approx(want, rel=1e-5)
+
+
+def _mosaic(image: np.ndarray):
+    from astropy.wcs import WCS
+
+    from supadupstack.polish.mosaic import Mosaic
+
+    return Mosaic.from_arrays(image, np.ones(image.shape[:2], np.float32), WCS(naxis=2))
+
+
+@pytest.mark.parametrize("method", ["poly", "spline"])
+def test_final_background_flattens_a_curved_sky_and_keeps_the_galaxy(method: str) -> None:
+    from supadupstack.polish.background import remove_background
+
+    rng = np.random.default_rng(5)
+    yy, xx = _grid()
+    curve = 60.0 * ((xx - W / 2) / W) ** 2 + 40.0 * ((yy - H / 2) / H) * ((xx - W / 3) / W)
+    gal = _galaxy(peak=300.0, scale=35.0)  # a galaxy small against the mosaic
+    m = _mosaic(_rgb(SKY + gal + curve, rng))
+    facts = remove_background(m, method, order=2, scale_px=512)
+    assert facts["applied"], facts
+    resid = m.image[..., 1] - (SKY + gal)
+    resid -= np.median(resid)
+    before = curve - np.median(curve)
+    assert np.ptp(_block_means(resid)) < 0.2 * np.ptp(_block_means(before))
+    box = (slice(100, 400), slice(280, 580))
+    assert float(resid[box].sum()) == pytest.approx(0.0, abs=0.01 * float(gal[box].sum()))
+
+
+def test_final_background_leaves_a_nebula_and_none_does_nothing() -> None:
+    from supadupstack.polish.background import remove_background
+
+    rng = np.random.default_rng(6)
+    img = _rgb(SKY + _nebula(rng) + _ramp(0.05, 0.02), rng)
+    m = _mosaic(img.copy())
+    assert not remove_background(m, "spline", order=2, scale_px=512)["applied"]
+    assert np.array_equal(m.image, img)
+    assert not remove_background(m, "none", order=2, scale_px=512)["applied"]

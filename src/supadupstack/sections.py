@@ -212,6 +212,17 @@ class PolishConfig:
     )
     autocrop: bool = _opt(True, "Crop to the bounding box of valid coverage.")
     autocrop_margin_px: int = _opt(0, "Margin kept around the autocrop box.", lo=0, hi=10000)
+    background: str = _opt(
+        "none",
+        "Final background model of the mosaic, object-masked like the gradient removal: none, "
+        "poly (polynomial of background_order) or spline (polynomial + a smooth surface down "
+        "to background_scale_px; may take the faintest halos).",
+        choices=("none", "poly", "spline"),
+    )
+    background_order: int = _opt(2, "Polynomial order of the final background.", lo=1, hi=3)
+    background_scale_px: float = _opt(
+        512.0, "Spline: smallest structure (px) the background model follows.", lo=64, hi=100000
+    )
 
 
 @dataclass

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from supadupstack.config import PolishConfig
+from supadupstack.polish.background import remove_background
 from supadupstack.polish.mosaic import Mosaic
 
 
@@ -179,7 +180,8 @@ def autocrop(m: Mosaic, margin: int = 0) -> dict:
 
 
 def polish(m: Mosaic, cfg: PolishConfig, min_keep: float, altaz: bool) -> list[dict]:
-    """Run the five steps in the order of DESIGN §6; returns their facts."""
+    """Run the five steps in the order of DESIGN §6, then the optional final background
+    model (``polish.background``); returns their facts."""
     facts = [coverage_cut(m, min_keep)]
     if cfg.two_pass_renorm:
         facts.append(
@@ -191,4 +193,8 @@ def polish(m: Mosaic, cfg: PolishConfig, min_keep: float, altaz: bool) -> list[d
         facts.append(altaz_cleanup(m, cfg.altaz_keep_fraction))
     if cfg.autocrop:
         facts.append(autocrop(m, cfg.autocrop_margin_px))
+    if cfg.background != "none":
+        facts.append(
+            remove_background(m, cfg.background, cfg.background_order, cfg.background_scale_px)
+        )
     return facts

@@ -56,6 +56,7 @@ class GradientFit:
     roughness: float
     removable: bool
     note: str
+    blocks: tuple | None = None  # (x, y, medians (n, C), background mask) of the fit's blocks
 
     def percent_of_sky(self) -> float:
         """Largest channel amplitude in % of that channel's sky level."""
@@ -171,7 +172,7 @@ def fit_gradient(
         coef[0] -= (a @ coef).mean(axis=0)
     return GradientFit(
         order, origin, coef.T.copy(), amplitude, level, significance,
-        sky_fraction, roughness, removable, note,
+        sky_fraction, roughness, removable, note, (xc, yc, med, sky),
     )  # fmt: skip
 
 
