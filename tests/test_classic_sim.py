@@ -138,11 +138,25 @@ def _true_sky(frame: dict, ra, dec) -> np.ndarray:
     return np.array([sp["pedestal_adu"] + s * plane for s in sp["sky_adu"]])
 
 
+def _tile_sky(tile: dict, ref_frame: dict, in_overlap: np.ndarray) -> np.ndarray:
+    """A tile's true sky (per channel) in an overlap: the reference frame's sky plane averaged
+    over the overlap (``in_overlap``), or over the whole tile where the gradient removal took
+    the tile's own gradient out (its level is then the plane's mean over the tile)."""
+    if not (tile.get("gradient") or {}).get("removed"):
+        return in_overlap
+    _, cov, wcs = usable_tile(tile["path"], 0.0)
+    yy, xx = np.mgrid[0 : cov.shape[0] : 2, 0 : cov.shape[1] : 2]
+    ok = cov[yy, xx] > 0
+    ra, dec = wcs.all_pix2world(xx[ok], yy[ok], 0)
+    return _true_sky(ref_frame, ra, dec).mean(axis=1)
+
+
 def true_harmonisation(report: dict, manifest: dict) -> dict:
     """Injected gain/offset per tile, and the solved offsets' error at the sky level.
 
     A master tile is normalised to its reference frame: its level is S·signal + the reference
-    frame's sky (pedestal + sky plane), S the mean over its frames of each frame's true
+    frame's sky (pedestal + sky plane; its mean over the tile where the gradient removal took
+    the tile's own gradient out), S the mean over its frames of each frame's true
     transparency times the scale the tile gave it (T_ref only if every frame scale were
     exact). The injected gain of tile i is therefore S(anchor) / S(i). The injected offsets
     are what the same global least squares gives from the true skies (each reference frame's
@@ -173,8 +187,10 @@ def true_harmonisation(report: dict, manifest: dict) -> dict:
         jx, jy = np.round(xj).astype(int), np.round(yj).astype(int)
         inb = (jx >= 0) & (jy >= 0) & (jx < cj.shape[1]) & (jy < cj.shape[0])
         inb[inb] = cj[jy[inb], jx[inb]] > 0
-        mi = _true_sky(ref[i], ra[inb], dec[inb]).mean(axis=1)
-        mj = _true_sky(ref[j], ra[inb], dec[inb]).mean(axis=1)
+        mi, mj = (
+            _tile_sky(tiles[k], ref[k], _true_sky(ref[k], ra[inb], dec[inb]).mean(axis=1))
+            for k in (i, j)
+        )
         scale = scale_of[i] / scale_of[j]
         pairs.append(
             PairFit(i, j, [scale] * 3, [0.0] * 3, list(mi), list(mj), 1, p["common_pixels"], "", 1)

@@ -37,7 +37,7 @@ from supadupstack.outputs.products import (
 from supadupstack.outputs.tiles import TileTable
 from supadupstack.polish.mosaic import Mosaic
 from supadupstack.polish.steps import polish
-from supadupstack.stacking.frameset import frame_gradients
+from supadupstack.stacking.frameset import frame_gradients, gradient_note
 from supadupstack.stacking.gain_solver import TileHarmony, residuals, solve
 
 log = logging.getLogger("supadupstack.classic")
@@ -105,13 +105,14 @@ def build_master_tiles(
         tiles[i] = tile
         state = "reused" if tile.reused else f"{tile.seconds:.1f}s"
         log.info(
-            "group %d (%d/%d): %d frames used, %d rejected, %s",
+            "group %d (%d/%d): %d frames used, %d rejected, %s%s",
             tile.index,
             n_done,
             len(jobs),
             len(tile.frames_used),
             len(tile.rejected),
             state,
+            gradient_note(tile.gradients, tile.gradient),
         )
         if progress:
             progress(n_done, len(jobs), f"group {tile.index}")

@@ -32,7 +32,7 @@ from supadupstack.sds.megatile import (
 )
 from supadupstack.sds.planner import BatchPlan
 from supadupstack.sds.renorm import TileGain, choose_reference
-from supadupstack.stacking.frameset import frame_gradients
+from supadupstack.stacking.frameset import frame_gradients, gradient_note
 
 log = logging.getLogger("supadupstack.sds")
 
@@ -122,13 +122,14 @@ def build_megatiles(
         tiles[i] = tile
         state = "reused from an earlier run" if tile.reused else f"{tile.seconds:.1f}s"
         log.info(
-            "batch %d/%d (#%d): %d frames used, %d rejected, %s",
+            "batch %d/%d (#%d): %d frames used, %d rejected, %s%s",
             done,
             n,
             i,
             len(tile.frames_used),
             len(tile.rejected),
             state,
+            gradient_note(tile.gradients, tile.gradient),
         )
         checkpoint(f"megatile:{done}")
         if progress:

@@ -169,6 +169,17 @@ def frame_gradients(gradients: list, n_frames: int) -> list:
     return gradients if len(gradients) == n_frames else [None] * n_frames
 
 
+def gradient_note(gradients: list, gradient: dict | None) -> str:
+    """One log phrase on what the gradient removal did for a stack ("" when it was off)."""
+    if gradient is None and not any(gradients):
+        return ""
+    removed = sum(1 for g in gradients if g and g["removed"])
+    own = "none" if gradient is None else gradient["note"]
+    if gradient and gradient["removed"]:
+        own = f"{gradient['percent_of_sky']:.2f} % of the sky removed"
+    return f"; gradients: {removed}/{len(gradients)} frames vs reference, stack's own: {own}"
+
+
 def remove_stack_gradient(patch: Patch, order: int) -> dict | None:
     """Fit the stack's own sky gradient on its object-masked background and remove it where
     measurable and significant (``gradient.fit_gradient``); returns the fit's summary."""
@@ -176,7 +187,7 @@ def remove_stack_gradient(patch: Patch, order: int) -> dict | None:
     if fit is None:
         return None
     if fit.removable:
-        remove_model(patch.data, fit, (float(patch.x0), float(patch.y0)))
+        remove_model(patch.data, fit, (float(patch.x0), float(patch.y0)), keep_mean=True)
     return fit.summary()
 
 

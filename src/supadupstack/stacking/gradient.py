@@ -235,8 +235,19 @@ def model_image(fit: GradientFit, shape: tuple[int, int], origin: tuple[float, f
     return out
 
 
-def remove_model(image: np.ndarray, fit: GradientFit, origin: tuple[float, float], scale=1.0):
-    """Subtract the gradient (divided by ``scale`` per channel) from ``image`` in place."""
+def remove_model(
+    image: np.ndarray,
+    fit: GradientFit,
+    origin: tuple[float, float],
+    scale=1.0,
+    keep_mean: bool = False,
+) -> np.ndarray:
+    """Subtract the model (divided by ``scale`` per channel) from ``image`` in place;
+    ``keep_mean``: less its mean over the image's valid pixels, so the level stays."""
     grad = model_image(fit, image.shape[:2], origin)
+    if keep_mean:
+        valid = np.isfinite(image).all(axis=-1)
+        if valid.any():
+            grad -= np.mean(grad[valid], axis=0, dtype=np.float64).astype(np.float32)
     image -= grad / np.asarray(scale, np.float32).reshape(1, 1, -1)
     return image
