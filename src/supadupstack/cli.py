@@ -93,7 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate", parents=[common], help="write a simulated dataset with truth")
     p.add_argument("out", metavar="OUT", help="output folder")
-    p.add_argument("--preset", default="sds-nights", help="sds-nights | mosaic-2x2 | tiny")
+    p.add_argument(
+        "--preset",
+        default="sds-nights",
+        help="sds-nights | mosaic-2x2 | tiny | gradients | nebula",
+    )
     p.add_argument("--frames", type=int, help="frames per session/panel")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sidecars", action="store_true", help="write true WCS as .wcs sidecars")

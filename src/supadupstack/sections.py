@@ -236,7 +236,17 @@ class OutputConfig:
     png: bool = _opt(True, "Write a stretched PNG preview.")
     jpg: bool = _opt(False, "Also write a JPG preview.")
     preview_max_side: int = _opt(2048, "Longest side of the preview (pixels).", lo=64, hi=32768)
-    stretch: str = _opt("asinh", "Preview stretch.", choices=("asinh", "mtf"))
+    stretch: str = _opt(
+        "ghs",
+        "Preview curve, from a black point at the sky median - 2.8 sigma to a white point at "
+        "the data's brightest real pixel (nothing clipped): ghs (generalised hyperbolic, b=2: "
+        "faint parts lifted, bright cores keep their gradient), asinh (flatter, most highlight "
+        "room) or mtf (Siril's midtones curve: most faint contrast, bright parts near white).",
+        choices=("ghs", "asinh", "mtf"),
+    )
+    preview_sky: float = _opt(
+        0.22, "Grey level of the sky's median in the preview (0 black, 1 white).", lo=0.05, hi=0.5
+    )
     linked: bool = _opt(True, "Stretch channels with one linked curve.")
     white_balance: str = _opt(
         "stars", "Preview colour: stars white on average, or raw.", choices=("stars", "none")

@@ -17,6 +17,7 @@ from supadupstack import __version__
 from supadupstack.config import OutputConfig
 from supadupstack.outputs.atomic import write_atomic, write_text_atomic
 from supadupstack.outputs.color import star_white_balance
+from supadupstack.outputs.stretch import stretch
 from supadupstack.outputs.tiles import TileTable, tiles_hdu
 from supadupstack.polish.mosaic import Mosaic
 
@@ -71,60 +72,6 @@ def _add_cards(header: fits.Header, cards: dict[str, tuple]) -> None:
         header[name] = (value, comment)
 
 
-def _asinh_beta(x_bg: float, target: float = 0.18) -> float:
-    """β such that asinh(β·x_bg)/asinh(β) = target (bisection in log space)."""
-    if not (0 < x_bg < target):
-        return 1.0
-    lo, hi = 1e-3, 1e6
-    for _ in range(80):
-        mid = math.sqrt(lo * hi)
-        val = math.asinh(mid * x_bg) / math.asinh(mid)
-        lo, hi = (mid, hi) if val < target else (lo, mid)
-    return math.sqrt(lo * hi)
-
-
-def _mtf(x: np.ndarray, m: float) -> np.ndarray:
-    return ((m - 1) * x) / ((2 * m - 1) * x - m)
-
-
-def stretch(image: np.ndarray, valid: np.ndarray, method: str = "asinh", linked: bool = True):
-    """Auto-stretch linear data to [0, 1]: neutral background, robust black point.
-
-    Black point = background median − 2.8·σ (σ = 1.4826·MAD); white point = 99.95th
-    percentile; then asinh (β from the background) or MTF so the background lands near 0.18.
-    """
-    nc = image.shape[-1]
-    out = np.zeros(image.shape, np.float32)
-    if not valid.any():
-        return out
-    samples = image[valid]
-    if samples.shape[0] > 400_000:
-        samples = samples[:: samples.shape[0] // 400_000 + 1]
-    med = np.median(samples, axis=0)
-    mad = 1.4826 * np.median(np.abs(samples - med), axis=0)
-    neutral = samples - med + med.mean()  # remove the background colour cast
-    groups = [list(range(nc))] if linked else [[c] for c in range(nc)]
-    for chans in groups:
-        s = neutral[:, chans]
-        bg, sig = float(np.median(s)), float(np.mean(mad[chans]))
-        black = bg - 2.8 * sig
-        white = float(np.percentile(s, 99.95))
-        white = max(white, bg + 10 * sig + 1e-6)
-        for c in chans:
-            x = (image[..., c] - med[c] + med.mean() - black) / (white - black)
-            x = np.clip(np.nan_to_num(x, nan=0.0), 0, 1)
-            xb = (bg - black) / (white - black)
-            if method == "mtf":
-                target = 0.2
-                mid = xb * (target - 1) / (2 * xb * target - xb - target) if 0 < xb < 1 else 0.5
-                out[..., c] = _mtf(x, float(np.clip(mid, 1e-4, 0.9999)))
-            else:
-                beta = _asinh_beta(xb)
-                out[..., c] = np.arcsinh(beta * x) / math.asinh(beta)
-    out[~valid] = 0
-    return out
-
-
 def preview_rgba(m: Mosaic, cfg: OutputConfig) -> np.ndarray:
     """uint8 RGBA preview, longest side capped, FITS row 0 at the bottom (sky orientation)."""
     valid = (m.alpha > 0) & np.isfinite(m.image).all(axis=-1)
@@ -133,7 +80,7 @@ def preview_rgba(m: Mosaic, cfg: OutputConfig) -> np.ndarray:
         sky = np.array([np.median(image[..., c][valid]) for c in range(image.shape[-1])])
         factors = star_white_balance(image, valid).astype(np.float32)
         image = (image - sky.astype(np.float32)) * factors + sky.astype(np.float32)
-    rgb = stretch(image, valid, cfg.stretch, cfg.linked)
+    rgb = stretch(image, valid, cfg.stretch, cfg.linked, cfg.preview_sky)
     if rgb.shape[-1] == 1:
         rgb = np.repeat(rgb, 3, axis=-1)
     # binary transparency: the feathered ALPHA of the FITS would glow on light backgrounds

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from astropy import units as u
@@ -22,6 +23,9 @@ from astropy.time import Time
 from astropy.wcs import WCS
 
 from supadupstack.simulate.sky import Galaxy, StarCatalogue, render
+
+if TYPE_CHECKING:
+    from supadupstack.simulate.nebula import Nebula
 
 PIXEL_ARCSEC = 2.38
 FOCAL_MM = 250
@@ -211,15 +215,16 @@ def trail_plane(spec: SubSpec, shape: tuple[int, int]) -> np.ndarray | None:
     return (t.peak_adu * np.exp(-0.5 * (dist / t.sigma_px) ** 2)).astype(np.float32)
 
 
-def signal_cfa(spec: SubSpec, stars: StarCatalogue, galaxy: Galaxy | None) -> np.ndarray:
-    """Noise-free CFA frame (H, W) float32 in ADU: stars + galaxy (× transparency) + sky + trail.
-
-    No pedestal, noise or hot pixels.
+def signal_cfa(
+    spec: SubSpec, stars: StarCatalogue, galaxy: Galaxy | None, nebula: Nebula | None = None
+) -> np.ndarray:
+    """Noise-free CFA frame (H, W) float32 in ADU: stars + galaxy + nebula (× transparency) +
+    sky + trail. No pedestal, noise or hot pixels.
     """
     wcs = frame_wcs(spec.ra, spec.dec, spec.up_deg, spec.width, spec.height)
     shape = (spec.height, spec.width)
     scale = tuple(spec.transparency * c for c in spec.colour)
-    img = render(wcs, shape, stars, galaxy, spec.fwhm_px, spec.psf_beta, scale, "GRBG")
+    img = render(wcs, shape, stars, galaxy, spec.fwhm_px, spec.psf_beta, scale, "GRBG", nebula)
     img += sky_plane(spec)
     trail = trail_plane(spec, shape)
     if trail is not None:
@@ -227,10 +232,14 @@ def signal_cfa(spec: SubSpec, stars: StarCatalogue, galaxy: Galaxy | None) -> np
     return img
 
 
-def raw_sub(spec: SubSpec, stars: StarCatalogue, galaxy: Galaxy | None) -> np.ndarray:
-    """The raw uint16 sub (H, W): Poisson electrons, read noise, pedestal, hot pixels, clipping."""
+def raw_sub(
+    spec: SubSpec, stars: StarCatalogue, galaxy: Galaxy | None, nebula: Nebula | None = None
+) -> np.ndarray:
+    """The raw uint16 sub (H, W): Poisson electrons, read noise, pedestal, hot pixels, clipping.
+
+    ``nebula``: a ``nebula.Nebula`` (extended signal) or None."""
     rng = np.random.default_rng(spec.seed)
-    signal = signal_cfa(spec, stars, galaxy)
+    signal = signal_cfa(spec, stars, galaxy, nebula)
     np.maximum(signal, 0.0, out=signal)
     electrons = rng.poisson(signal / np.float32(spec.adu_per_e)).astype(np.float32)
     adu = electrons * np.float32(spec.adu_per_e)

@@ -1,4 +1,5 @@
-"""Defect metrics of a stacked output: seams, coverage steps, satellite trails, flatness.
+"""Defect metrics of a stacked output: seams, coverage steps, satellite trails (flatness and
+extended-object flux: ``flatness.py``).
 
 Each works on a residual image (output − fitted truth) or an output plane, in ADU, and gives
 its result in units of the per-pixel background σ (robust, 1.4826·MAD), so a figure reads the

@@ -8,7 +8,7 @@ arrays + WCS so tests and benchmarks can call them directly; ``evaluate`` runs t
 FITS file.
 
 Conventions: fluxes in ADU, positions in output pixels (0-based), noise as robust σ
-(1.4826·MAD) per pixel; "σ" in the seam and trail metrics is that per-pixel noise.
+(1.4826·MAD) per pixel; "σ" in the seam, trail and flatness metrics is that per-pixel noise.
 """
 
 from __future__ import annotations
@@ -33,7 +33,12 @@ from supadupstack.simulate.defects import (  # noqa: F401  (re-exported for call
     seam_metric,
     trail_residual,
 )
-from supadupstack.simulate.sky import Galaxy, StarCatalogue
+from supadupstack.simulate.flatness import (  # noqa: F401  (re-exported for callers)
+    background_flatness,
+    object_flux_ratio,
+)
+from supadupstack.simulate.nebula import Nebula
+from supadupstack.simulate.sky import Galaxy, StarCatalogue, render
 from supadupstack.simulate.stats import (  # noqa: F401  (re-exported for callers)
     _block_mean,
     _sep_ready,
@@ -51,7 +56,8 @@ class Truth:
     signal: np.ndarray  # (3, H, W) float32
     wcs: WCS
     stars: StarCatalogue
-    galaxy: Galaxy
+    galaxy: Galaxy | None
+    nebula: Nebula | None = None
 
 
 def load_truth(path: str | Path) -> Truth:
@@ -67,7 +73,8 @@ def load_truth(path: str | Path) -> Truth:
         signal = np.asarray(hdul[0].data, dtype=np.float32)
         wcs = WCS(hdul[0].header).celestial
     stars = presets.load_stars(tdir, manifest)
-    return Truth(tdir, manifest, signal, wcs, stars, presets.load_galaxy(manifest))
+    galaxy, nebula = presets.load_galaxy(manifest), presets.load_nebula(manifest)
+    return Truth(tdir, manifest, signal, wcs, stars, galaxy, nebula)
 
 
 def load_output(path: str | Path) -> tuple[np.ndarray, WCS, np.ndarray | None]:
@@ -107,6 +114,19 @@ def truth_on_grid(truth: Truth, wcs: WCS, shape: tuple[int, int], channels: int 
         arr, _ = reproject_interp((truth.signal[c], truth.wcs), wcs, shape_out=shape)
         planes.append(np.nan_to_num(arr, nan=0.0).astype(np.float32) * np.float32(scale))
     out = np.stack(planes)
+    return out.mean(axis=0, keepdims=True) if channels == 1 else out
+
+
+def object_on_grid(
+    truth: Truth, obj: Galaxy | Nebula, wcs: WCS, shape: tuple[int, int], channels: int = 3
+) -> np.ndarray:
+    """One extended object alone (the galaxy or the nebula), rendered from the manifest's model
+    on an output grid (C, H, W), in ADU per output pixel like ``truth_on_grid``."""
+    empty = StarCatalogue(np.zeros(0), np.zeros(0), np.zeros((0, 3)))
+    if isinstance(obj, Nebula):
+        out = obj.planes(wcs, shape)
+    else:
+        out = render(wcs, shape, empty, obj, float(truth.manifest.get("truth_fwhm_px", 3.7)))
     return out.mean(axis=0, keepdims=True) if channels == 1 else out
 
 
@@ -284,7 +304,10 @@ def evaluate(output_fits: str | Path, truth_dir: str | Path, boundaries=None) ->
     σ_single/√N (σ_single = median raw-pixel sky noise of the unflagged frames, N = median
     coverage if the file has a COVERAGE extension, else the number of unflagged frames).
     On the G channel (or mono): star flux ratios (SNR > 50), astrometric rms, galaxy flux
-    ratio, trail residuals, seam steps (``boundaries`` or coverage edges).
+    ratio (``extended_flux_ratio``: local annulus; ``galaxy_total_flux_ratio``: whole halo
+    over the background plane, NaN without a galaxy), ``nebula_flux_ratio`` (when the truth
+    has a nebula), background ``flatness``, trail residuals, seam steps (``boundaries`` or
+    coverage edges).
     """
     truth = load_truth(truth_dir)
     image, wcs, cov = load_output(output_fits)
@@ -325,10 +348,25 @@ def evaluate(output_fits: str | Path, truth_dir: str | Path, boundaries=None) ->
     res.update(star_flux_ratio_median=med, star_flux_ratio_mad=mad, n_stars_flux=n)
     rms, off = astrometric_offsets(image[g], wcs, truth.stars, noise, fwhm, galaxy=truth.galaxy)
     res.update(astrometric_rms_px=rms, n_stars_astrometry=int(len(off)))
-    res["extended_flux_ratio"] = extended_flux_ratio(image[g], tgrid[g], wcs, truth.galaxy)
+    res.update(_extended(truth, image, tgrid, wcs, g))
+    res["flatness"] = background_flatness(resid[g], tgrid[g], noise)
     res["trail_residual_sigma"] = [trail_residual(resid[g], wcs, t) for t in _trails(truth)]
     if boundaries:
         res["seam_sigma"] = seam_metric(resid[g], boundaries)
     elif cov is not None:
         res["seam_sigma"] = coverage_seam_metric(resid[g], cov)
     return res
+
+
+def _extended(truth: Truth, image: np.ndarray, tgrid: np.ndarray, wcs: WCS, g: int) -> dict:
+    """Galaxy and nebula flux ratios of channel ``g`` (see ``evaluate``)."""
+    out: dict = {"extended_flux_ratio": float("nan"), "galaxy_total_flux_ratio": float("nan")}
+    nc, shape = image.shape[0], image.shape[1:]
+    if truth.galaxy is not None:
+        out["extended_flux_ratio"] = extended_flux_ratio(image[g], tgrid[g], wcs, truth.galaxy)
+        gal = object_on_grid(truth, truth.galaxy, wcs, shape, nc)[g]
+        out["galaxy_total_flux_ratio"] = object_flux_ratio(image[g], tgrid[g], gal)
+    if truth.nebula is not None:
+        neb = object_on_grid(truth, truth.nebula, wcs, shape, nc)[g]
+        out["nebula_flux_ratio"] = object_flux_ratio(image[g], tgrid[g], neb)
+    return out

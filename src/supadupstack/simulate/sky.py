@@ -15,9 +15,13 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from astropy.wcs import WCS
+
+if TYPE_CHECKING:
+    from supadupstack.simulate.nebula import Nebula
 
 # Colour index (0=R, 1=G, 2=B) of each position of a 2x2 CFA cell, numpy row 0 first.
 CFA_INDEX = {
@@ -184,13 +188,14 @@ def render(
     psf_beta: float = 3.0,
     scale: float | tuple[float, float, float] = 1.0,
     pattern: str | None = None,
+    nebula: Nebula | None = None,
 ) -> np.ndarray:
-    """Noise-free signal [ADU] of stars and galaxy on a pixel grid, without sky.
+    """Noise-free signal [ADU] of stars, galaxy and nebula on a pixel grid, without sky.
 
     ``pattern`` None → (3, H, W) full-resolution R, G, B planes; a Bayer pattern → (H, W) CFA
     mosaic where each pixel holds only its own colour. ``scale`` multiplies everything
     (transparency): one factor, or one per channel (R, G, B: a colour change). Galaxy surface
-    brightness is converted to this grid's pixel area.
+    brightness is converted to this grid's pixel area. ``nebula``: a ``nebula.Nebula`` or None.
     """
     scale = np.broadcast_to(np.asarray(scale, dtype=np.float64), (3,))
     h, w = shape
@@ -199,6 +204,8 @@ def render(
         _render_stars(out, wcs, stars, fwhm_px, psf_beta, scale, pattern)
     if galaxy is not None:
         _render_galaxy(out, wcs, galaxy, scale, pattern)
+    if nebula is not None:
+        nebula.render_into(out, wcs, scale, pattern)
     return out
 
 
