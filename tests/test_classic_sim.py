@@ -238,7 +238,9 @@ def test_classic_harmonisation_recovers_injected_gains(mosaic) -> None:
     assert max(gains) / min(gains) > 1.05  # the panels really differ
     for r in res.values():
         assert r["gain"] == pytest.approx(r["true_gain"], rel=0.015)
-        assert max(abs(v) for v in r["sky_level_error"]) <= 1.0
+        # 1.5 ADU = 0.14 % of the sky: each tile's level is now the mean of its fitted sky
+        # plane (gradient removal), known to ~1 ADU per channel in this 5-frame mosaic
+        assert max(abs(v) for v in r["sky_level_error"]) <= 1.5
     h = report["harmonisation"]
     assert h["gain_rms"] < 0.01 and len(h["pairs"]) == 6
 
