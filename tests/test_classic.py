@@ -223,6 +223,10 @@ def test_group_with_all_frames_rejected_is_a_reported_skip(
     (skip,) = report["skipped_groups"]
     assert skip["frames"] == 3 and "constant" in skip["reason"]
     assert report["output"]["valid_fraction"] > 0.5
+    plots = report["plots"]  # classic draws its groups as the plan, and the summary
+    assert plots == {"plan": str(tmp_path / "groups.png"), "summary": str(tmp_path / "summary.png")}
+    assert all(Path(p).exists() for p in plots.values()) and report["plot_errors"] == {}
+    assert f"summary: {tmp_path / 'summary.png'}" in printed
 
 
 def test_only_dead_frames_give_one_line_error(tiny_with_dead_pointing, tmp_path, capsys) -> None:

@@ -108,6 +108,9 @@ def test_sds_outputs_and_log(nights) -> None:
     log = (out / "supadupstack.log").read_text()
     assert "batch 1/3" in log and "gain" in log and "SDS done" in log
     assert (out / "plan.json").exists() and (out / "plan.png").exists()
+    assert report["plots"] == {"plan": str(out / "plan.png"), "summary": str(out / "summary.png")}
+    assert report["plot_errors"] == {} and (out / "summary.png").exists()
+    assert "plan plot written" in log and "summary plot written" in log
     png = np.asarray(Image.open(out / "supadupstack.png"))
     assert png.shape[2] == 4 and png[..., 3].max() == 255
 

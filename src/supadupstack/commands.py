@@ -203,6 +203,11 @@ def _print_run(report: dict) -> None:
     for key in ("fits", "png", "report", "log"):
         if out.get(key):
             print(f"{key + ':':<8}{out[key]}")
+    for key, path in report.get("plots", {}).items():
+        if path:
+            print(f"{(key + ':').ljust(7)} {path}")
+    for key, why in report.get("plot_errors", {}).items():
+        print(f"{key} plot not written: {why}")
 
 
 def cmd_run(args: argparse.Namespace, cfg: Config) -> int:
@@ -223,7 +228,7 @@ def cmd_plan(args: argparse.Namespace, cfg: Config) -> int:
     plan = plan_batches(frames, canvas, cfg.sds)
     save_plan(plan, Path(args.out))
     if args.png:
-        draw_plan(plan, frames, canvas, Path(args.png))
+        draw_plan(plan, frames, canvas, Path(args.png), cfg.sds.session_gap_min)
     for i, (b, cov) in enumerate(zip(plan.batches, plan.coverage, strict=True)):
         print(f"batch {i}: {len(b)} frames, coverage {cov:.1%}")
     print(f"plan: {args.out} ({len(plan.batches)} batches, {plan.n_frames} frames)")

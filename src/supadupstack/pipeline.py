@@ -210,6 +210,23 @@ def _run(inputs: list[str], out_dir: Path, cfg: Config, plan_path: Path | None, 
             runlog.close(final_log)
 
 
+def add_summary_plot(report: dict, frames: list[Frame], path: Path, gap_min: float) -> None:
+    """Draw ``summary.png`` from the report and the frames; name it (or why it is missing)
+    in the report's ``plots`` (``plot_errors``)."""
+    from supadupstack.outputs.plots import draw_safely
+    from supadupstack.outputs.plots_data import summary_picture
+    from supadupstack.outputs.plots_summary import write_summary_png
+
+    def draw(p: Path) -> None:
+        write_summary_png(summary_picture(report, frames, gap_min), p)
+
+    written, error = draw_safely("summary", draw, path, log)
+    report.setdefault("plots", {})["summary"] = written
+    errors = report.setdefault("plot_errors", {})
+    if error:
+        errors["summary"] = error
+
+
 def owned_paths(inputs: list[str], out_dir: Path, work_dir: Path, name: str) -> list[Path]:
     """What a run writes and must never read back as frames: its work folder, its image, and
     the whole output folder unless that folder holds (or is) an input."""
@@ -256,5 +273,6 @@ def _run_mode(
     report["config"] = cfg.to_dict()
     report["output"]["report"] = str(out_dir / f"{name}.report.json")
     report["output"]["log"] = str(out_dir / f"{name}.log")
+    add_summary_plot(report, frames, out_dir / "summary.png", cfg.sds.session_gap_min)
     write_report(report, out_dir / f"{name}.report.json")
     return report

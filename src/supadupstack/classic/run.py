@@ -28,6 +28,9 @@ from supadupstack.errors import NothingUsableError
 from supadupstack.execution import workdir
 from supadupstack.execution.executor import JobFailed, run_jobs
 from supadupstack.frames.model import Frame
+from supadupstack.outputs.plots import draw_safely
+from supadupstack.outputs.plots_data import plan_picture
+from supadupstack.outputs.plots_plan import write_plan_png
 from supadupstack.outputs.products import (
     output_summary,
     run_cards,
@@ -139,6 +142,9 @@ def run_classic(
     log.info('canvas %dx%d px at %.3f"/px', canvas.shape[1], canvas.shape[0], canvas.scale_arcsec)
     groups = group_frames(frames, cfg.classic)
     log.info("groups: %d of %s frames", len(groups), [len(g.frames) for g in groups])
+    groups_png, groups_error = draw_safely(
+        "groups", lambda p: draw_groups(groups, canvas, p, cfg), out_dir / "groups.png", log
+    )
     t = _timed(times, "groups", t)
     all_tiles = build_master_tiles(groups, canvas, cfg, work_dir, progress)
     t = _timed(times, "master_tiles", t)
@@ -206,9 +212,19 @@ def run_classic(
         "polish": polish_facts,
         "output": output_summary(mosaic, fits_path, png_path, total_exposure(used, frames)),
         "seconds": times,
+        "plots": {"plan": groups_png},
+        "plot_errors": {"plan": groups_error} if groups_error else {},
     }
     log.info("classic done in %.1fs: %d frames, %d tiles", times["total"], len(used), len(tiles))
     return ClassicResult(report, fits_path, png_path)
+
+
+def draw_groups(groups: list[Group], canvas: Canvas, path: Path, cfg: Config) -> None:
+    """``groups.png``: classic's plan, the groups (one master tile each) drawn like SDS's
+    batches (``outputs.plots_plan``)."""
+    units = [g.frames for g in groups]
+    pic = plan_picture(units, canvas.wcs, canvas.shape, cfg.sds.session_gap_min, "group")
+    write_plan_png(pic, path)
 
 
 def harmonise(tiles: list[MasterTile], cfg: Config, trim: float):

@@ -14,6 +14,7 @@ from supadupstack.execution.faults import checkpoint
 from supadupstack.execution.progress import for_stage
 from supadupstack.execution.workdir import run_canvas
 from supadupstack.frames.model import Frame
+from supadupstack.outputs.plots import draw_safely
 from supadupstack.outputs.products import (
     output_summary,
     run_cards,
@@ -36,7 +37,8 @@ class SdsResult:
 
 
 def make_plan(frames, canvas, cfg, out_dir: Path, plan_path: Path | None):
-    """Plan (from --plan or computed), written as plan.json + plan.png in ``out_dir``."""
+    """Plan (from --plan or computed), written as plan.json + plan.png in ``out_dir``;
+    returns the plan, notes on it and (plan.png path or None, why it is missing or None)."""
     notes: list[str] = []
     if plan_path is not None:
         plan, notes = load_plan(plan_path, frames)
@@ -44,8 +46,11 @@ def make_plan(frames, canvas, cfg, out_dir: Path, plan_path: Path | None):
     else:
         plan = plan_batches(frames, canvas, cfg.sds)
     save_plan(plan, out_dir / "plan.json")
-    draw_plan(plan, frames, canvas, out_dir / "plan.png")
-    return plan, notes
+    gap = cfg.sds.session_gap_min
+    picture = draw_safely(
+        "plan", lambda p: draw_plan(plan, frames, canvas, p, gap), out_dir / "plan.png", log
+    )
+    return plan, notes, picture
 
 
 def run_sds(
@@ -67,7 +72,7 @@ def run_sds(
         canvas.scale_arcsec,
         " (projection of the earlier run kept)" if canvas.projection_kept else "",
     )
-    plan, plan_notes = make_plan(frames, canvas, cfg, out_dir, plan_path)
+    plan, plan_notes, (plan_png, plan_error) = make_plan(frames, canvas, cfg, out_dir, plan_path)
     log.info("plan: %d batches of %s frames", len(plan.batches), [len(b) for b in plan.batches])
     t = sds.timed(times, "plan", t)
     tiles = sds.build_megatiles(plan, frames, canvas, cfg, work_dir, for_stage(progress, "batches"))
@@ -122,6 +127,8 @@ def run_sds(
         "polish": polish_facts,
         "output": output_summary(mosaic, fits_path, png_path, total_exposure(used, frames)),
         "seconds": times,
+        "plots": {"plan": plan_png},
+        "plot_errors": {"plan": plan_error} if plan_error else {},
     }
     log.info("SDS done in %.1fs: %d frames, %d batches", times["total"], len(used), len(tiles))
     return SdsResult(report, fits_path, png_path)

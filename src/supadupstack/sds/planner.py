@@ -29,6 +29,8 @@ from supadupstack.errors import SupaDupError
 from supadupstack.frames.model import Frame
 from supadupstack.frames.sessions import split_sessions, time_key
 from supadupstack.outputs.atomic import write_text_atomic
+from supadupstack.outputs.plots_data import plan_picture
+from supadupstack.outputs.plots_plan import PlanFacts, write_plan_png
 from supadupstack.smallfile import read_small_text
 
 PLAN_VERSION = 1
@@ -50,11 +52,6 @@ class BatchPlan:
     @property
     def n_frames(self) -> int:
         return sum(len(b) for b in self.batches)
-
-
-def plan_grid_scale(canvas: Canvas, grid: int) -> float:
-    """Factor from canvas pixels to planner-grid pixels (≤ 1) for a whole-canvas drawing."""
-    return min(1.0, grid / max(canvas.shape))
 
 
 def _canvas_outline(frame: Frame, canvas: Canvas) -> np.ndarray:
@@ -206,24 +203,11 @@ def load_plan(path: Path, frames: list[Frame]) -> tuple[BatchPlan, list[str]]:
     return BatchPlan(batches=normalised, params=doc.get("params", {})), left_out
 
 
-def draw_plan(plan: BatchPlan, frames: list[Frame], canvas: Canvas, path: Path) -> Path:
-    """PNG of the frame footprints (outlines) coloured by batch, north up like the output."""
-    from PIL import Image
-
-    scale = plan_grid_scale(canvas, 1024)
-    h, w = max(1, round(canvas.shape[0] * scale)), max(1, round(canvas.shape[1] * scale))
-    img = np.zeros((h, w, 3), np.uint8)
+def draw_plan(
+    plan: BatchPlan, frames: list[Frame], canvas: Canvas, path: Path, gap_min: float
+) -> PlanFacts:
+    """``plan.png``: footprints coloured by batch over a frame-count heat map, RA/Dec axes,
+    north up like the output (``outputs.plots_plan``); sessions cut at ``gap_min`` minutes."""
     by_path = {str(f.path): f for f in frames}
-    rng = np.random.default_rng(12345)
-    for batch in plan.batches:
-        colour = tuple(int(c) for c in rng.integers(70, 256, 3))
-        for p in batch:
-            f = by_path[p]
-            radec = frame_footprint(f.wcs, f.width, f.height)
-            x, y = canvas.wcs.world_to_pixel_values(radec[:, 0], radec[:, 1])
-            pts = np.stack([(x + 0.5) * scale - 0.5, (y + 0.5) * scale - 0.5], axis=-1)
-            cv2.polylines(img, [np.round(pts).astype(np.int32)], True, colour, 1, cv2.LINE_AA)
-    png = Image.fromarray(img[::-1])  # FITS row 0 at the bottom of the picture
-    from supadupstack.outputs.atomic import write_atomic
-
-    return write_atomic(Path(path), lambda p: png.save(p, format="PNG"))
+    units = [[by_path[p] for p in batch] for batch in plan.batches]
+    return write_plan_png(plan_picture(units, canvas.wcs, canvas.shape, gap_min, "batch"), path)
