@@ -9,7 +9,7 @@ one ``SubSpec`` per frame. Sky levels are in ADU (camera pedestal included in
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -217,33 +217,14 @@ def sessions_dome() -> list[Session]:
     strength falls from 11.5 % to 7 % of the sky as the target climbs, then rises from 5 % to
     9 % as it sinks towards the dome. Geometry and seeing as sds-nights' night1/night2.
     """
+    night1, night2 = sessions_sds()[:2]
     return [
-        Session(
-            "dusk",
-            "2025-03-27T01:20:32.955",
-            -178.72,
-            1.00,
-            996.0,
-            1.180,
-            1.254,
-            offset_px=(10, -25),
-            rotation_span_deg=2.5,
-            drift_px=(12, 15),
-            fwhm_px=3.4,
-            dome=Dome(25.0, 70.0, 0.115, 0.07),
-        ),
-        Session(
-            "late",
-            "2025-03-27T05:45:00.730",
-            -178.46,
-            0.92,
-            PEDESTAL + 0.9 * (996.0 - PEDESTAL),
-            1.180,
-            1.254,
-            offset_px=(-20, 15),
-            rotation_span_deg=2.0,
-            drift_px=(8, -6),
-            step_px=(45, -20),
+        replace(night1, name="dusk", fwhm_px=3.4, dome=Dome(25.0, 70.0, 0.115, 0.07)),
+        replace(
+            night2,
+            name="late",
+            transparency=0.92,
+            sky_total_g=PEDESTAL + 0.9 * (996.0 - PEDESTAL),
             fwhm_px=4.2,
             dome=Dome(100.0, 150.0, 0.05, 0.09),
         ),
