@@ -106,3 +106,25 @@ def test_ratio_of_clips_a_star_spoiled_in_one_image() -> None:
     assert fit.value == pytest.approx(1.25, rel=0.006)
     assert 0.001 < fit.error < 0.006
     assert ratio_of(m_r[:4], m_x[:4], e[:4], e[:4]) is None
+
+
+def test_noise_beside_stars_at_a_data_edge_is_unknown_not_a_warning(field) -> None:
+    """Where every block beside the stars is no data (stars at the edge of a thin overlap, as
+    in a real NGC 7023 run), the aperture noise is unknown: NaN, silently; the old code
+    averaged an empty array (a numpy warning, then NaN errors in the flux ratios)."""
+    import warnings
+
+    from supadupstack.stacking.crossphot import _pixel_noise
+
+    img = _image(field, 3.2, 3.0, 0.0)
+    stars = detect_stars(img)
+    psf = image_psf(stars)
+    ap = aperture_for(psf, psf)
+    iy = np.array([200, 300, 400])
+    ix = np.array([250, 350, 450])
+    holed = np.full_like(img, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        noise = _pixel_noise(_patch(holed), iy, ix, ap)
+    assert noise.shape == (1,) and np.isnan(noise).all()
+    assert np.isfinite(_pixel_noise(_patch(img), iy, ix, ap)).all()

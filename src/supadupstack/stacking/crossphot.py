@@ -180,6 +180,8 @@ def _pixel_noise(p: Patch, iy, ix, ap: Aperture, block: int = 4) -> np.ndarray:
         vals.append(blocks[outside])
     v = np.concatenate(vals)
     v = v[np.isfinite(v).all(axis=1)]
+    if len(v) < 10:  # the stars sit at a data edge: no noise measurable here
+        return np.full(p.data.shape[-1], np.nan)
     return block * 1.4826 * np.median(np.abs(v - np.median(v, axis=0)), axis=0)
 
 
@@ -196,7 +198,7 @@ def cross_fluxes(
     in ref (weights from x's PSF): (m_x (n, C), m_r (n, C), their 1σ errors (n, C) each).
 
     Only stars whose weights fall wholly on valid pixels of both patches are measured; (0, C)
-    arrays if none.
+    arrays if none, or if the noise around them cannot be measured (all at a data edge).
     """
     ap = aperture_for(psf_x, psf_r, aperture_fwhms)
     rad_x, u_x = weight_table(psf_x, ap)  # applied to ref
@@ -216,8 +218,11 @@ def cross_fluxes(
     if not ok.any():
         return empty, empty, empty, empty
     iy, ix = iy[ok], ix[ok]
-    e_x = _pixel_noise(x, iy, ix, ap)[None, :] * np.sqrt(w2_x[ok])[:, None]
-    e_r = _pixel_noise(ref, iy, ix, ap)[None, :] * np.sqrt(w2_r[ok])[:, None]
+    noise_x, noise_r = _pixel_noise(x, iy, ix, ap), _pixel_noise(ref, iy, ix, ap)
+    if not (np.isfinite(noise_x).all() and np.isfinite(noise_r).all()):
+        return empty, empty, empty, empty
+    e_x = noise_x[None, :] * np.sqrt(w2_x[ok])[:, None]
+    e_r = noise_r[None, :] * np.sqrt(w2_r[ok])[:, None]
     return m_x[ok], m_r[ok], e_x, e_r
 
 

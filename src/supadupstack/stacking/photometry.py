@@ -119,7 +119,8 @@ def common_star_fluxes(
     aperture_fwhms: float = APERTURE_FWHMS,
 ):
     """Cross-convolved fluxes (``crossphot.cross_fluxes``) of the stars the two catalogues
-    share that stand out in each image on its own; None without a PSF for either image.
+    share that stand out in each image on its own; None without a PSF for either image or
+    without a common star.
 
     ``blur_var``: variance (px²) of the blur the images share beyond the optics (demosaic,
     resampling), so that the PSF models describe the optics (``crossphot.image_psf``).
@@ -130,6 +131,8 @@ def common_star_fluxes(
     sx, sr = matched_stars(x_stars, ref_stars)
     bright = (sx["snr"] >= MIN_SNR_EACH) & (sr["snr"] >= MIN_SNR_EACH)
     sx, sr = sx[bright], sr[bright]
+    if len(sx) == 0:  # nothing in common: no fluxes (and no empty-array warnings)
+        return None
     xs, ys = 0.5 * (sx["x"] + sr["x"]), 0.5 * (sx["y"] + sr["y"])
     return cross_fluxes(x, ref, xs, ys, psf_x, psf_r, aperture_fwhms)
 
