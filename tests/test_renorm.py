@@ -86,3 +86,28 @@ def test_a_colour_change_between_nights_gets_per_channel_gains() -> None:
     assert gains[2].gain == pytest.approx(truth, rel=0.01)
     assert any("per channel" in p.how for p in pairs if p.j == 2)
     assert gains[1].gain == pytest.approx([TRANSPARENCY[0] / TRANSPARENCY[1]] * 3, rel=0.005)
+
+
+def test_the_gain_clamp_allows_for_a_change_of_exposure() -> None:
+    """A tile of 20 s subs on a 10 s reference needs a gain near 0.5 before any cloud: with
+    transparency 0.8 it needs 0.4. The [0.5, 2] clamp is meant for transparency, so it applies
+    to the gain over the exposure ratio; without the exposures the same gain is clamped (the
+    real NGC 7023 pair of 10 s and 20 s subs came out 26 % too bright that way)."""
+    from supadupstack.stacking.gain_solver import PairFit, expected_gains, solve
+
+    pair = PairFit(0, 1, [0.4] * 3, [0.0] * 3, [100.0] * 3, [250.0] * 3, 50, 100_000, "stars", 1.0)
+    blind = solve([0, 1], [pair], 0, [1.0, 1.0], 3, (0.5, 2.0))
+    assert blind[1].clamped and blind[1].gain == pytest.approx([0.5] * 3)
+    expected = expected_gains([10.0, 20.0], 0)
+    assert expected == [1.0, 0.5]
+    aware = solve([0, 1], [pair], 0, [1.0, 1.0], 3, (0.5, 2.0), expected)
+    assert not aware[1].clamped and aware[1].gain == pytest.approx([0.4] * 3)
+    assert expected_gains([10.0, None], 0) == [1.0, 1.0]
+
+
+def test_frame_transparency_is_per_second_of_exposure() -> None:
+    from supadupstack.stacking.frameset import _exposure_ratio
+
+    assert _exposure_ratio([20.0, 10.0], 0, 1) == 2.0  # a 10 s frame beside a 20 s reference
+    assert _exposure_ratio([20.0, None], 0, 1) == 1.0
+    assert _exposure_ratio(None, 0, 1) == 1.0

@@ -53,6 +53,7 @@ class MasterTile:
     gradients: list[dict | None] = field(default_factory=list)  # per frame, vs the reference
     gradient: dict | None = None  # the stack's own sky gradient
     rejected_pixel_fraction: float = 0.0
+    exposure_s: float | None = None  # median sub-exposure of the frames used
     seconds: float = 0.0
     reused: bool = False
 
@@ -168,6 +169,7 @@ def build_master_tile(
         gradients=fs.gradients,
         gradient=fs.gradient,
         rejected_pixel_fraction=fs.rejected_pixel_fraction,
+        exposure_s=fs.exposure_s,
         seconds=time.monotonic() - t0,
     )
 

@@ -41,7 +41,7 @@ from supadupstack.outputs.tiles import TileTable
 from supadupstack.polish.mosaic import Mosaic
 from supadupstack.polish.steps import polish
 from supadupstack.stacking.frameset import frame_gradients, gradient_note
-from supadupstack.stacking.gain_solver import TileHarmony, residuals, solve
+from supadupstack.stacking.gain_solver import TileHarmony, expected_gains, residuals, solve
 
 log = logging.getLogger("supadupstack.classic")
 
@@ -236,9 +236,9 @@ def harmonise(tiles: list[MasterTile], cfg: Config, trim: float):
         [t.path for t in tiles], indices, trim, cfg.resample.kernel, cfg.resample.grid_step_px
     )
     nch = len(tiles[0].noise) or 3
-    harmony = solve(
-        indices, pairs, anchor, sizes, nch, (cfg.classic.gain_min, cfg.classic.gain_max)
-    )
+    expected = expected_gains([t.exposure_s for t in tiles], anchor)
+    gain_range = (cfg.classic.gain_min, cfg.classic.gain_max)
+    harmony = solve(indices, pairs, anchor, sizes, nch, gain_range, expected)
     facts = residuals(pairs, harmony)
     for h in harmony:
         log.info(

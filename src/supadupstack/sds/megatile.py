@@ -43,6 +43,7 @@ class MegaTile:
     gradients: list[dict | None] = field(default_factory=list)  # per frame, vs the reference
     gradient: dict | None = None  # the stack's own sky gradient
     rejected_pixel_fraction: float = 0.0
+    exposure_s: float | None = None  # median sub-exposure of the frames used
     seconds: float = 0.0
     reused: bool = False
 
@@ -159,5 +160,6 @@ def build_megatile(
         gradients=fs.gradients,
         gradient=fs.gradient,
         rejected_pixel_fraction=fs.rejected_pixel_fraction,
+        exposure_s=fs.exposure_s,
         seconds=time.monotonic() - t0,
     )

@@ -34,7 +34,13 @@ import numpy as np
 from supadupstack.canvas.canvas import Canvas
 from supadupstack.canvas.resample import Patch
 from supadupstack.config import SdsConfig
-from supadupstack.stacking.gain_solver import PIXEL_FIT_WEIGHT, PairFit, TileHarmony, solve
+from supadupstack.stacking.gain_solver import (
+    PIXEL_FIT_WEIGHT,
+    PairFit,
+    TileHarmony,
+    expected_gains,
+    solve,
+)
 from supadupstack.stacking.normalize import fit_linear_info
 from supadupstack.stacking.photometry import (
     STACK_BLUR_VAR,
@@ -113,11 +119,20 @@ def pair_fit(
 Loader = Callable[[int], tuple[Patch, np.ndarray]]
 
 
-def renormalise(n: int, ref: int, load: Loader, sizes: list[float], cfg: SdsConfig):
+def renormalise(
+    n: int,
+    ref: int,
+    load: Loader,
+    sizes: list[float],
+    cfg: SdsConfig,
+    exposures: list[float | None] | None = None,
+):
     """Gains of n tiles (positions 0..n-1) onto tile ``ref``: (list of TileGain, pair fits).
 
     ``load(k)`` gives tile k's patch and its star catalogue on the canvas; ``sizes``: the
-    tiles' coverage sums. Pairs: every tile with the reference and with the tile before it.
+    tiles' coverage sums; ``exposures``: their sub-exposures [s] (None: unknown), which set
+    the gain each tile is expected to need. Pairs: every tile with the reference and with the
+    tile before it.
     """
     ref_patch, ref_stars = load(ref)
     pairs: list[PairFit] = []
@@ -139,7 +154,8 @@ def renormalise(n: int, ref: int, load: Loader, sizes: list[float], cfg: SdsConf
             if fit is not None:
                 pairs.append(fit)
         prev = (k, patch, st)
-    harmony = solve(list(range(n)), pairs, ref, sizes, nch, (cfg.gain_min, cfg.gain_max))
+    expected = expected_gains(exposures or [None] * n, ref)
+    harmony = solve(list(range(n)), pairs, ref, sizes, nch, (cfg.gain_min, cfg.gain_max), expected)
     gains = [_tile_gain(h, pairs, ref, medians, ref_patch) for h in harmony]
     for g, (ratio, n_stars) in zip(gains, checks, strict=True):
         g.star_ratio = None if ratio is None else ratio * float(np.mean(g.gain))

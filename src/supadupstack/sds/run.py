@@ -147,7 +147,8 @@ def renormalise(tiles: list[MegaTile], canvas: Canvas, cfg: Config) -> tuple[int
         patch = load_patch(Path(tiles[k].path), canvas)
         return patch, tile_stars(Path(tiles[k].path), patch)
 
-    gains, _ = renorm.renormalise(len(tiles), ref, load, [t.coverage_sum for t in tiles], cfg.sds)
+    sizes, exposures = [t.coverage_sum for t in tiles], [t.exposure_s for t in tiles]
+    gains, _ = renorm.renormalise(len(tiles), ref, load, sizes, cfg.sds, exposures)
     for g, t in zip(gains, tiles, strict=True):
         g.index = t.index
         log.info(

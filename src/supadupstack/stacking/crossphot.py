@@ -163,6 +163,12 @@ def _sums(p: Patch, iy, ix, fy, fx, table: np.ndarray):
     return m, w2, ok
 
 
+def _outside_blocks(half: int, block: int, r_in: float) -> np.ndarray:
+    """Which blocks of a (2·half)² stamp centred on a star lie beyond the aperture (r_in)."""
+    g = (np.arange(half * 2 // block) + 0.5) * block - half
+    return np.hypot(g[:, None], g[None, :]) >= r_in
+
+
 def _pixel_noise(p: Patch, iy, ix, ap: Aperture, block: int = 4) -> np.ndarray:
     """Per-channel white-equivalent pixel noise (ADU) for sums over many pixels: the robust
     scatter of ``block``×``block`` means around the first stars, outside their apertures,
@@ -170,15 +176,20 @@ def _pixel_noise(p: Patch, iy, ix, ap: Aperture, block: int = 4) -> np.ndarray:
     of single pixels understates the noise of an aperture sum (~1.5× on a debayered,
     resampled frame)."""
     half = int(math.ceil(ap.r_out)) // block * block
+    outside = _outside_blocks(half, block, ap.r_in)
+    if not outside.any():  # a sharp PSF: the stamp's corners lie inside the aperture
+        half += block
+        outside = _outside_blocks(half, block, ap.r_in)
     n = half * 2 // block
-    g = (np.arange(n) + 0.5) * block - half
-    outside = np.hypot(g[:, None], g[None, :]) >= ap.r_in
     vals = []
     for y, x in zip(iy[:NOISE_STARS] - p.y0, ix[:NOISE_STARS] - p.x0, strict=True):
-        stamp = np.asarray(p.data[y - half : y + half, x - half : x + half], np.float64)
+        stamp = np.asarray(p.data[max(y - half, 0) : y + half, max(x - half, 0) : x + half])
+        if stamp.shape[:2] != (2 * half, 2 * half):
+            continue  # too near the patch's edge
+        stamp = stamp.astype(np.float64)
         blocks = stamp.reshape(n, block, n, block, -1).mean(axis=(1, 3))
         vals.append(blocks[outside])
-    v = np.concatenate(vals)
+    v = np.concatenate(vals) if vals else np.zeros((0, p.data.shape[-1]))
     v = v[np.isfinite(v).all(axis=1)]
     if len(v) < 10:  # the stars sit at a data edge: no noise measurable here
         return np.full(p.data.shape[-1], np.nan)

@@ -49,6 +49,12 @@ class FrameStack:
     gradient: dict | None = None  # the stack's own sky gradient
 
     @property
+    def exposure_s(self) -> float | None:
+        """Median sub-exposure [s] of the frames used (None: none known)."""
+        known = [f.exposure_s for f, _ in self.used if f.exposure_s]
+        return float(np.median(known)) if known else None
+
+    @property
     def reference_frame(self) -> str | None:
         return str(self.used[self.reference][0].path) if self.used else None
 
@@ -99,8 +105,18 @@ def choose_reference(qualities: list[FrameQuality]) -> int:
     return sorted(range(len(qualities)), key=lambda i: (round(score[i], 3), abs(i - mid)))[0]
 
 
+def _exposure_ratio(exposures: list[float | None] | None, ref: int, i: int) -> float:
+    """Reference exposure over frame i's (1 where either is unknown)."""
+    if not exposures or not exposures[ref] or not exposures[i]:
+        return 1.0
+    return float(exposures[ref]) / float(exposures[i])
+
+
 def frame_coefficients(
-    patches: list[Patch], ref: int, stars: list[np.ndarray]
+    patches: list[Patch],
+    ref: int,
+    stars: list[np.ndarray],
+    exposures: list[float | None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[float | None], list[str]]:
     """Per-frame (scale, offset) (N, C) onto the reference, transparencies (1/scale) and how
     each frame was normalised.
@@ -109,7 +125,9 @@ def frame_coefficients(
     catalogue on the grid; cross-convolved apertures, seeing-invariant, per channel where the
     stars show a colour change) + sky offset; a pixel regression when stars are too few
     (transparency then unknown: None); identity when the frames share too little. Every
-    fallback is named in the returned notes.
+    fallback is named in the returned notes. ``exposures`` [s]: a frame's transparency is its
+    star flux per second against the reference's (a 10 s frame beside 20 s ones is not a
+    cloud).
     """
     n, nch = len(patches), patches[ref].data.shape[-1]
     a, b = np.ones((n, nch)), np.zeros((n, nch))
@@ -122,7 +140,8 @@ def frame_coefficients(
         fit = photometric_fit(p, patches[ref], stars[i], stars[ref], DEBAYER_BLUR_VAR)
         if fit is not None:
             a[i], b[i] = fit.scale, fit.offset
-            transparency[i] = 1.0 / fit.grey if fit.grey > 0 else None
+            per_s = _exposure_ratio(exposures, ref, i)
+            transparency[i] = per_s / fit.grey if fit.grey > 0 else None
             how[i] = fit.how
             continue
         area = common_area(p, patches[ref])
@@ -203,7 +222,8 @@ def stack_frames(frames: list[Frame], grid: Canvas, cfg: Config, unit: str = "ba
     if not patches:
         return FrameStack(None, rejected=rejected)
     ref = choose_reference([q for _, q in used])
-    a, b, transparency, how = frame_coefficients(patches, ref, stars)
+    exposures = [f.exposure_s for f, _ in used]
+    a, b, transparency, how = frame_coefficients(patches, ref, stars, exposures)
     min_t = cfg.quality.min_transparency
     keep = [i for i, t in enumerate(transparency) if t is None or t >= min_t]
     for i in sorted(set(range(len(patches))) - set(keep)):

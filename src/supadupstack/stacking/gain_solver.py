@@ -149,6 +149,13 @@ def _roots(n: int, edges: list[tuple[int, int]], anchor: int, sizes: list[float]
     ]
 
 
+def expected_gains(exposures: list[float | None], ref: int) -> list[float]:
+    """The gain a tile needs from its sub-exposure alone: the reference's over its own (1
+    where either is unknown)."""
+    e_ref = exposures[ref]
+    return [e_ref / e if e_ref and e else 1.0 for e in exposures]
+
+
 def solve(
     indices: list[int],
     pairs: list[PairFit],
@@ -156,10 +163,16 @@ def solve(
     sizes: list[float],
     nch: int,
     gain_range: tuple[float, float],
+    expected: list[float] | None = None,
 ) -> list[TileHarmony]:
     """Global gains and offsets (positions in ``indices``); ``anchor`` is a position;
-    ``sizes``: what picks the root of a component the anchor does not reach (coverage)."""
+    ``sizes``: what picks the root of a component the anchor does not reach (coverage).
+
+    ``expected``: each tile's gain to expect from its exposure (the anchor's sub-exposure over
+    the tile's: a tile of 20 s subs on a 10 s anchor reads 0.5); the clamp applies to the
+    gain over it, so a change of exposure is not taken for clouds. Default 1 for all."""
     gain_min, gain_max = gain_range
+    prior = np.ones((len(indices), 1)) if expected is None else np.asarray(expected)[:, None]
     n = len(indices)
     pos = {t: k for k, t in enumerate(indices)}
     notes: list[list[str]] = [[] for _ in range(n)]
@@ -184,17 +197,18 @@ def solve(
             if p.scale[c] > 0 and _gain_weight(p) > 0
         ]
         gains[:, c] = np.exp(_lstsq(n, rows, fixed))
-    clamped = (gains < gain_min) | (gains > gain_max)
+    clamped = (gains < gain_min * prior) | (gains > gain_max * prior)
     for k in np.flatnonzero(clamped.any(axis=1)):
+        lo, hi = gain_min * float(prior[k, 0]), gain_max * float(prior[k, 0])
         log.warning(
             "tile %d: gain %s clamped to [%g, %g]",
             indices[k],
             [round(float(g), 4) for g in gains[k]],
-            gain_min,
-            gain_max,
+            lo,
+            hi,
         )
-        notes[k].append(f"gain clamped to [{gain_min}, {gain_max}]")
-    gains = np.clip(gains, gain_min, gain_max)
+        notes[k].append(f"gain clamped to [{lo:g}, {hi:g}]")
+    gains = np.clip(gains, gain_min * prior, gain_max * prior)
     for c in range(nch):
         # o_i − o_j = g_j m_j − g_i m_i, written as x_j − x_i = d with x = −o
         rows = []
