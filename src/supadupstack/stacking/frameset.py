@@ -22,7 +22,7 @@ from supadupstack.frames.fits_io import load_pixels
 from supadupstack.frames.model import Frame
 from supadupstack.frames.quality import FrameQuality, gate_reasons
 from supadupstack.stacking.engine import stack_patches
-from supadupstack.stacking.gradient import fit_gradient, remove_model
+from supadupstack.stacking.gradient import STRIDE, fit_gradient, remove_model
 from supadupstack.stacking.normalize import fit_linear_info
 from supadupstack.stacking.photometry import (
     DEBAYER_BLUR_VAR,
@@ -165,17 +165,23 @@ def remove_relative_gradients(
     and every frame carries the reference's sky; the object is in both and cancels. Returns
     each frame's fit summary (None: the reference, or too little overlap)."""
     out: list[dict | None] = []
+    step = STRIDE  # the fit reads every STRIDE-th pixel: only those are made
     for i, p in enumerate(patches):
         ov = overlap(p, patches[ref]) if i != ref else None
-        area = common_area(p, patches[ref]) if ov is not None else None
-        if area is None:
+        if ov is None:
             out.append(None)
             continue
-        xi, ri, m = area
-        diff = np.where(m[..., None], xi * a[i].astype(np.float32) + b[i] - ri, np.nan)
-        origin = (float(p.x0 + ov[0][1].start), float(p.y0 + ov[0][0].start))
-        sky = np.nanmedian(ri[::8, ::8][m[::8, ::8]], axis=0)
-        fit = fit_gradient(diff.astype(np.float32), origin, order, relative=True, sky_level=sky)
+        (sy, sx), (ry, rx) = ov
+        xi = p.data[sy, sx][::step, ::step]
+        ri = patches[ref].data[ry, rx][::step, ::step]
+        valid = (p.weight[sy, sx][::step, ::step] > 0) & (
+            patches[ref].weight[ry, rx][::step, ::step] > 0
+        )
+        scale, offset = a[i].astype(np.float32), b[i].astype(np.float32)
+        diff = np.where(valid[..., None], xi * scale + offset - ri, np.float32(np.nan))
+        origin = (float(p.x0 + sx.start), float(p.y0 + sy.start))
+        sky = np.nanmedian(ri[valid][::8], axis=0) if valid.any() else None
+        fit = fit_gradient(diff, origin, order, relative=True, sky_level=sky, sampled=True)
         if fit is not None and fit.removable:
             remove_model(p.data, fit, (float(p.x0), float(p.y0)), scale=a[i])
         out.append(fit.summary() if fit is not None else None)
