@@ -9,6 +9,8 @@ one session) it times, the way ``sds.megatile.build_megatile`` runs them:
 - resample: ``resample_to_canvas`` onto the canvas of all frames of the folder
 - photometric fit: ``photometric_fit`` of the frame's patch against the batch reference, with
   both catalogues moved onto the canvas (``stars_on_grid``), as ``stack_frames`` runs it
+- gradients: ``remove_relative_gradients`` (each frame's sky gradient against the reference,
+  removed where significant) / N, plus ``remove_stack_gradient`` of the stacked batch / N
 - stack share: ``stack_patches`` of the batch (run-like: coefficients and noise given) / N
 
 All with numba and OpenCV limited to one thread, so the sum is the core-seconds per frame;
@@ -36,11 +38,16 @@ from astropy.io import fits  # noqa: E402
 from astropy.wcs import WCS  # noqa: E402
 
 from supadupstack.canvas import canvas_from_frames, resample_to_canvas  # noqa: E402
+from supadupstack.canvas.resample import Patch  # noqa: E402
 from supadupstack.catalogue.stage import catalogue_of_image, detection_settings  # noqa: E402
 from supadupstack.config import Config  # noqa: E402
 from supadupstack.frames.calibrate import calibrate_frame, debayer, repair_hot_pixels  # noqa: E402
 from supadupstack.frames.fits_io import load_pixels, read_frame  # noqa: E402
 from supadupstack.stacking.engine import stack_patches  # noqa: E402
+from supadupstack.stacking.frameset import (  # noqa: E402
+    remove_relative_gradients,
+    remove_stack_gradient,
+)
 from supadupstack.stacking.photometry import DEBAYER_BLUR_VAR, photometric_fit  # noqa: E402
 from supadupstack.stacking.star_photometry import stars_on_grid  # noqa: E402
 
@@ -133,17 +140,26 @@ def main() -> None:
     a = np.array([[1.0] * nch if ft is None else list(ft.scale) for ft in fits_])
     b = np.array([[0.0] * nch if ft is None else ft.offset for ft in fits_])
     noises = [np.asarray(q.noise, np.float64) for q in qualities]
+    order = cfg.calibration.gradient_order
+    copies = [Patch(p.y0, p.x0, p.data.copy(), p.weight) for p in patches]
+    t0 = time.perf_counter()
+    remove_relative_gradients(copies, ref, a, b, order)
+    dt_grad = time.perf_counter() - t0
     stack_patches(patches[:3], cfg.stacking, reference=0, noise=noises[:3])  # warm-up
-    dt_stack, _ = best_of(
+    dt_stack, stacked = best_of(
         lambda: stack_patches(
             patches, cfg.stacking, reference=ref, noise=noises, coefficients=(a, b)
         ),
         args.repeat,
     )
+    t0 = time.perf_counter()
+    remove_stack_gradient(stacked[0], order)
+    dt_grad += time.perf_counter() - t0
     med = {s: float(np.median(v)) for s, v in t.items()}
+    med["gradients"] = dt_grad / n
     med["stack share"] = dt_stack / n
     total = sum(med[s] for s in ("load", "calibrate", "quality", "resample", "phot fit"))
-    total += med["stack share"]
+    total += med["gradients"] + med["stack share"]
     for s, v in med.items():
         part = "  (part of calibrate)" if s in ("hot pixels", "debayer") else ""
         print(f"  {s:12s} {v * 1e3:7.1f} ms{part}")
