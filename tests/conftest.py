@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# Qt (the GUI tests) draws offscreen: no display needed; set before anything imports Qt
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest
 
@@ -29,8 +33,6 @@ def m94_frames(real_dir: Path) -> list[Path]:
 def private_cache(tmp_path_factory) -> Path:
     """One star-catalogue cache for this test session (subprocesses inherit it), so tests
     never read catalogues of an earlier session or of the developer's own runs."""
-    import os
-
     folder = tmp_path_factory.mktemp("cache")
     os.environ["XDG_CACHE_HOME"] = str(folder)
     return folder
