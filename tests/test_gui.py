@@ -15,7 +15,7 @@ pytest.importorskip("PySide6")
 from PIL import Image  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 
-from supadupstack.config import Config  # noqa: E402
+from supadupstack.config import SECTIONS, Config  # noqa: E402
 from supadupstack.gui import app as gui_app  # noqa: E402
 from supadupstack.gui.app import WINDOW_SIZE, MainWindow  # noqa: E402
 from supadupstack.gui.frames_tab import COLUMNS  # noqa: E402
@@ -152,3 +152,43 @@ def test_screenshot_command(qtbot, tiny: Path, tmp_path: Path, capsys) -> None:
         assert im.size == WINDOW_SIZE
         grey = np.asarray(im.convert("L"))
     assert len(np.unique(grey)) > 20  # a drawn plan, not a blank window
+
+
+def _ready(qtbot, tiny: Path, out: Path) -> MainWindow:
+    window = _window(qtbot)
+    with qtbot.waitSignal(window.planned, timeout=WAIT_MS):
+        window.add_folders([str(tiny)])
+    window.run_tab.out.setText(str(out))
+    return window
+
+
+@pytest.mark.slow
+def test_run_progress_result(qtbot, tiny: Path, tmp_path: Path, messages) -> None:
+    window = _ready(qtbot, tiny, tmp_path / "out")
+    # the run tab's form is generated from the schema: every section has a page
+    assert window.run_tab.sections.count() == len(SECTIONS)
+    assert "stacking.kappa_high" in window.run_tab.editors
+    window.run_tab.editors["output.png"].setChecked(True)
+    with qtbot.waitSignal(window.run_finished, timeout=120_000) as finished:
+        window.run_tab.run_button.click()
+    assert finished.args == [0], window.run_tab.log.toPlainText()
+    assert window.run_tab.overall.value() == 100
+    assert "stars" in window.run_tab.bars and window.run_tab.bars["stars"].value() == 6
+    assert [p.name for p in window.result_tab.shown] == ["supadupstack.png", "summary.png"]
+    assert window.tabs.currentWidget() is window.result_tab
+    assert (tmp_path / "out" / "gui.plan.json").is_file() and messages == []
+
+
+@pytest.mark.slow
+def test_cancel_then_run_again(qtbot, tiny: Path, tmp_path: Path, messages) -> None:
+    window = _ready(qtbot, tiny, tmp_path / "out")
+    with qtbot.waitSignal(window.run_tab.stage_progress, timeout=120_000):
+        window.run_tab.run_button.click()
+    with qtbot.waitSignal(window.run_finished, timeout=60_000) as stopped:
+        window.run_tab.cancel_button.click()
+    assert stopped.args[0] != 0 and messages == []
+    assert "Run again resumes" in window.run_tab.log.toPlainText()
+    with qtbot.waitSignal(window.run_finished, timeout=120_000) as finished:
+        window.run_tab.run_button.click()
+    assert finished.args == [0], window.run_tab.log.toPlainText()
+    assert window.run_tab.overall.value() == 100 and len(window.result_tab.shown) == 2

@@ -1,4 +1,4 @@
-"""The main window (tabs: Frames, Plan) and ``run_gui``, what ``supadupstack gui`` calls.
+"""The main window (tabs: Frames, Plan, Run, Result) and ``run_gui`` (``supadupstack gui``).
 
 Every action goes through ``session`` (the CLI's functions) on a worker thread (``tasks``);
 the window only shows results. A failure shows a message box with its one-line reason.
@@ -11,14 +11,17 @@ import os
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Signal, qInstallMessageHandler
 from PySide6.QtWidgets import QApplication, QMainWindow, QMessageBox, QTabWidget
 
-from supadupstack.config import Config, set_key, validate
+from supadupstack.config import Config, overrides, set_key, validate
 from supadupstack.errors import SupaDupError
 from supadupstack.gui import session
 from supadupstack.gui.frames_tab import FramesTab
+from supadupstack.gui.options import set_value
 from supadupstack.gui.plan_tab import PlanTab
+from supadupstack.gui.result_tab import ResultTab
+from supadupstack.gui.run_tab import RunTab
 from supadupstack.gui.tasks import Tasks, one_line
 
 WINDOW_SIZE = (1400, 1000)  # px: the window as opened, and the screenshot's size
@@ -32,6 +35,7 @@ class MainWindow(QMainWindow):
     loaded = Signal()
     planned = Signal()
     failed = Signal(str)
+    run_finished = Signal(int)
 
     def __init__(self, cfg: Config | None = None, quiet_errors: bool = False):
         super().__init__()
@@ -47,6 +51,14 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget(self)
         self.tabs.addTab(self.frames_tab, "Frames")
         self.tabs.addTab(self.plan_tab, "Plan")
+        self.run_tab = RunTab(self.cfg, self)
+        self.result_tab = ResultTab(self)
+        self.tabs.addTab(self.run_tab, "Run")
+        self.tabs.addTab(self.result_tab, "Result")
+        self.run_tab.run_requested.connect(self.start_run)
+        self.run_tab.finished.connect(self._run_ended)
+        self._run_out: Path | None = None
+        self._run_name = ""
         self.setCentralWidget(self.tabs)
         self.setWindowTitle("supadupstack")
         self.resize(*WINDOW_SIZE)
@@ -112,6 +124,8 @@ class MainWindow(QMainWindow):
             self.error(one_line(exc))
             return
         self.cfg = cfg
+        if dotted in self.run_tab.editors:
+            set_value(self.run_tab.editors[dotted], value)
         self.replan()
 
     def replan(self) -> None:
@@ -168,7 +182,55 @@ class MainWindow(QMainWindow):
             self._plan_failed,
         )
 
+    # --- run ------------------------------------------------------------------------
+    def start_run(self) -> None:
+        """Start the CLI's ``run`` on the loaded folders with the form's options and the plan
+        shown (saved beside the outputs as ``gui.plan.json``) in a child process."""
+        if self.run_tab.running:
+            return
+        if self.data is None:
+            self.error("add a folder of frames before running")
+            return
+        out = self.run_tab.out.text().strip()
+        if not out:
+            self.error("choose an output folder")
+            return
+        try:
+            cfg = self.run_tab.options(copy.deepcopy(self.cfg))
+            Path(out).mkdir(parents=True, exist_ok=True)
+            args = ["run", *self.folders, "-o", out, "--mode", cfg.mode]
+            if cfg.mode == "sds" and self.plan is not None:
+                plan = session.save(self.plan, Path(out) / "gui.plan.json")
+                args += ["--plan", str(plan)]
+        except (SupaDupError, OSError) as exc:
+            self.error(one_line(exc))
+            return
+        for item in overrides(cfg):
+            args += ["--set", item]
+        self._run_out, self._run_name = Path(out), cfg.output.name
+        self.run_tab.start(args)
+
+    def cancel_run(self) -> None:
+        self.run_tab.cancel()
+
+    def _run_ended(self, code: int) -> None:
+        if code == 0 and self._run_out is not None:
+            try:
+                self.result_tab.show_report(self._run_out / f"{self._run_name}.report.json")
+            except (SupaDupError, ValueError) as exc:
+                self.error(one_line(exc))
+            else:
+                self.tabs.setCurrentWidget(self.result_tab)
+        elif not self.run_tab.cancelled:
+            lines = self.run_tab.log.toPlainText().splitlines()
+            said = [x for x in lines if x.startswith("supadupstack: ")]
+            self.error(said[-1].removeprefix("supadupstack: ") if said else f"run exit code {code}")
+        self.run_finished.emit(code)
+
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        if self.run_tab.process is not None:
+            self.run_tab.cancel()
+            self.run_tab.process.waitForFinished(30_000)
         self.tasks.wait()
         super().closeEvent(event)
 
@@ -182,11 +244,23 @@ def screenshot(window: MainWindow, path: Path) -> Path:
     return path
 
 
+def _quiet_qt_messages() -> None:
+    """Drop the offscreen platform's note that it cannot size windows; other Qt messages go
+    to stderr as usual."""
+
+    def handler(kind, _context, message: str) -> None:
+        if "propagateSizeHints" not in message:
+            print(message, file=sys.stderr)
+
+    qInstallMessageHandler(handler)
+
+
 def run_gui(folders: list[str], cfg: Config, shot: Path | None = None) -> int:
     """Open the window on the folders; with ``shot``, save a screenshot once the plan is
     drawn (offscreen) and exit: 0, or 1 after printing the one-line reason of a failure."""
     if shot is not None:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    _quiet_qt_messages()
     app = QApplication.instance() or QApplication(["supadupstack"])
     window = MainWindow(cfg, quiet_errors=shot is not None)
     outcome = {"code": 0}

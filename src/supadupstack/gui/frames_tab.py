@@ -157,6 +157,7 @@ class FramesTab(QWidget):
         self.table.setSortingEnabled(True)
         self.table.setAlternatingRowColors(True)
         self.table.verticalHeader().setVisible(False)
+        self.table.sortByColumn(COLUMNS.index("time (UTC)"), Qt.SortOrder.AscendingOrder)
         self.add_button = QPushButton("Add folder…", self)
         self.add_button.clicked.connect(self._pick_folder)
         self.status = QLabel("no frames yet: add a folder", self)

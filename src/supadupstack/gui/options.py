@@ -74,3 +74,13 @@ def changed_signal(widget: QWidget):
     if isinstance(widget, QCheckBox):
         return widget.toggled
     return widget.valueChanged
+
+
+def set_value(widget: QWidget, value) -> None:
+    """Show ``value`` in an ``editor`` widget."""
+    if isinstance(widget, QComboBox):
+        widget.setCurrentText(str(value))
+    elif isinstance(widget, QCheckBox):
+        widget.setChecked(bool(value))
+    else:
+        widget.setValue(value)
