@@ -90,11 +90,27 @@ def test_load_table_plan_replan_exclude_save_load(qtbot, tiny: Path, tmp_path, m
         proxy.setData(proxy.index(0, 0), Qt.CheckState.Unchecked.value, Qt.CheckStateRole)
     assert window.plan.plan.n_frames == 5 and len(model.excluded) == 1
 
+    # move a frame to the other batch by hand (the table's batch column), then to a new one
+    column = COLUMNS.index("batch")
+    row = next(r for r in range(6) if model.rows[r]["batch"] == 0)
+    path = model.rows[row]["path"]
+    with qtbot.waitSignal(window.planned, timeout=WAIT_MS):
+        model.setData(model.index(row, column), 1, Qt.ItemDataRole.EditRole)
+    assert path in window.plan.plan.batches[1] and model.index(row, column).data() == "1"
+    assert sorted(len(b) for b in window.plan.plan.batches) == [2, 3]
+    with qtbot.waitSignal(window.planned, timeout=WAIT_MS):
+        model.setData(model.index(row, column), 2, Qt.ItemDataRole.EditRole)
+    assert window.plan.plan.batches[2] == [path] and window.plan.facts.n_outlines == 5
+    with qtbot.waitSignal(window.failed, timeout=WAIT_MS):
+        model.setData(model.index(row, column), 9, Qt.ItemDataRole.EditRole)
+    assert messages == ["batch 9 does not exist: choose 0 to 3"]
+    messages.clear()
+
     # save the plan (the JSON run --plan reads) and load it back
     path = tmp_path / "plan.json"
     window.save_plan(str(path))
     doc = json.loads(path.read_text())
-    assert doc["n_frames"] == 5 and doc["n_batches"] == 2
+    assert doc["n_frames"] == 5 and doc["n_batches"] == 3
     with qtbot.waitSignal(window.planned, timeout=WAIT_MS):
         window.load_plan(str(path))
     assert window.plan.plan.batches == doc["batches"]

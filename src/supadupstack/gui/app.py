@@ -64,6 +64,7 @@ class MainWindow(QMainWindow):
         self.resize(*WINDOW_SIZE)
         self.frames_tab.add_requested.connect(self.add_folders)
         self.frames_tab.model.excluded_changed.connect(self.replan)
+        self.frames_tab.model.batch_moved.connect(self.move_frame)
         self.plan_tab.settings_changed.connect(self.change_setting)
         self.plan_tab.save_requested.connect(self.save_plan)
         self.plan_tab.load_requested.connect(self.load_plan)
@@ -148,6 +149,8 @@ class MainWindow(QMainWindow):
             return  # a newer plan is on its way
         self.plan = planned
         sizes = [len(b) for b in planned.plan.batches]
+        batch_of = {p: i for i, b in enumerate(planned.plan.batches) for p in b}
+        self.frames_tab.model.set_batches(batch_of)
         note = f"{len(sizes)} batch(es) of {planned.plan.n_frames} frames: {sizes}"
         note += "".join(f"\n{n}" for n in planned.notes[:5])
         self.plan_tab.show_plan(planned.figure, note)
@@ -156,6 +159,20 @@ class MainWindow(QMainWindow):
     def _plan_failed(self, reason: str) -> None:
         self.plan_tab.show_note(reason)
         self.error(reason)
+
+    def move_frame(self, path: str, batch: int) -> None:
+        """Move one frame to another batch by hand (a number past the last: a new batch)."""
+        if self.plan is None or self.data is None:
+            self.error("no plan yet")
+            return
+        self._plan_request += 1
+        request, planned, frames = self._plan_request, self.plan, self.data.frames
+        cfg = copy.deepcopy(self.cfg)
+        self.tasks.start(
+            lambda _progress: session.move(planned, frames, path, batch, cfg),
+            lambda moved: self._planned(request, moved),
+            self._plan_failed,
+        )
 
     def save_plan(self, path: str) -> None:
         if self.plan is None:

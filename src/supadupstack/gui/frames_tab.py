@@ -23,6 +23,7 @@ COLUMNS = (
     "use",
     "file",
     "session",
+    "batch",
     "time (UTC)",
     "WCS",
     "sky",
@@ -43,6 +44,8 @@ def cell(row: dict, column: str) -> Any:
         return Path(row["path"]).name
     if column == "session":
         return row.get("session")
+    if column == "batch":
+        return row.get("batch")
     if column == "time (UTC)":
         return (row.get("date_obs") or "")[:19].replace("T", " ")
     if column == "WCS":
@@ -74,6 +77,7 @@ class FramesModel(QAbstractTableModel):
     """The inspect rows; column 0 is a check box (checked: the frame is used)."""
 
     excluded_changed = Signal()
+    batch_moved = Signal(str, int)
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -109,8 +113,8 @@ class FramesModel(QAbstractTableModel):
                 return int(row["path"] not in self.excluded)
             return None
         value = cell(row, column)
-        if role == Qt.ItemDataRole.DisplayRole:
-            return shown(value)
+        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.EditRole):
+            return shown(value) if role == Qt.ItemDataRole.DisplayRole or value is None else value
         if role == Qt.ItemDataRole.UserRole:  # the sort key
             return value if value is not None else -math.inf
         if role == Qt.ItemDataRole.ToolTipRole:
@@ -121,10 +125,30 @@ class FramesModel(QAbstractTableModel):
         base = super().flags(index)
         if index.isValid() and COLUMNS[index.column()] == "use":
             return base | Qt.ItemFlag.ItemIsUserCheckable
+        in_plan = index.isValid() and self.rows[index.row()].get("batch") is not None
+        if in_plan and COLUMNS[index.column()] == "batch":
+            return base | Qt.ItemFlag.ItemIsEditable
         return base
 
+    def set_batches(self, batch_of: dict[str, int]) -> None:
+        """Show each frame's batch (None: not in the plan)."""
+        for row in self.rows:
+            row["batch"] = batch_of.get(row["path"])
+        if self.rows:
+            column = COLUMNS.index("batch")
+            self.dataChanged.emit(self.index(0, column), self.index(len(self.rows) - 1, column))
+
     def setData(self, index: QModelIndex, value, role=Qt.ItemDataRole.EditRole) -> bool:
-        if not index.isValid() or role != Qt.ItemDataRole.CheckStateRole:
+        if not index.isValid():
+            return False
+        if COLUMNS[index.column()] == "batch" and role == Qt.ItemDataRole.EditRole:
+            try:
+                batch = int(value)
+            except (TypeError, ValueError):
+                return False
+            self.batch_moved.emit(self.rows[index.row()]["path"], batch)
+            return True
+        if role != Qt.ItemDataRole.CheckStateRole:
             return False
         self.set_used(self.rows[index.row()]["path"], Qt.CheckState(value) == Qt.CheckState.Checked)
         self.dataChanged.emit(index, index, [role])

@@ -91,6 +91,30 @@ def read(path: Path, frames: list[Frame], cfg: Config, excluded=frozenset()) -> 
     return _drawn(batch_plan, kept, canvas_for_frames(kept, cfg.canvas), cfg, notes)
 
 
+def move(planned: Planned, frames: list[Frame], path: str, batch: int, cfg: Config) -> Planned:
+    """The plan with one frame moved by hand to batch ``batch`` (the number of batches: a new
+    batch of its own); emptied batches are dropped, frames stay in time order in each."""
+    from supadupstack.frames.sessions import time_key
+    from supadupstack.sds.planner import BatchPlan
+
+    batches = [list(b) for b in planned.plan.batches]
+    where = [i for i, b in enumerate(batches) if path in b]
+    if not where:
+        raise NothingUsableError(f"{Path(path).name} is not in the plan")
+    if not 0 <= batch <= len(batches):
+        raise ValueError(f"batch {batch} does not exist: choose 0 to {len(batches)}")
+    batches[where[0]].remove(path)
+    if batch == len(batches):
+        batches.append([path])
+    else:
+        batches[batch].append(path)
+    by_path = {str(f.path): f for f in frames}
+    batches = [sorted(b, key=lambda p: time_key(by_path[p])) for b in batches if b]
+    moved = BatchPlan(batches=batches, params=dict(planned.plan.params))
+    used = [f for f in frames if str(f.path) in {p for b in batches for p in b}]
+    return _drawn(moved, used, planned.canvas, cfg, [f"{Path(path).name} moved by hand"])
+
+
 def save(planned: Planned, path: Path) -> Path:
     """Write the plan JSON that ``supadupstack run --plan`` reads."""
     from supadupstack.sds.planner import save_plan
