@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import Signal, qInstallMessageHandler
+from PySide6.QtCore import QEventLoop, Signal, qInstallMessageHandler
 from PySide6.QtWidgets import QApplication, QMainWindow, QMessageBox, QTabWidget
 
 from supadupstack.config import Config, overrides, set_key, validate
@@ -276,11 +276,15 @@ def run_gui(folders: list[str], cfg: Config, shot: Path | None = None) -> int:
     """Open the window on the folders; with ``shot``, save a screenshot once the plan is
     drawn (offscreen) and exit: 0, or 1 after printing the one-line reason of a failure."""
     if shot is not None:
+        if not folders:
+            print("supadupstack: error: --screenshot needs a FOLDER", file=sys.stderr)
+            return 2
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     _quiet_qt_messages()
     app = QApplication.instance() or QApplication(["supadupstack"])
     window = MainWindow(cfg, quiet_errors=shot is not None)
     outcome = {"code": 0}
+    loop = QEventLoop()  # its own loop: quitting it leaves the application as it was
     if shot is not None:
 
         def done() -> None:
@@ -290,20 +294,21 @@ def run_gui(folders: list[str], cfg: Config, shot: Path | None = None) -> int:
                 window.error(one_line(exc))
                 return
             print(f"screenshot: {shot}")
-            app.quit()
+            loop.quit()
 
         def failed(_reason: str) -> None:
             outcome["code"] = 1
-            app.quit()
+            loop.quit()
 
         window.planned.connect(done)
         window.failed.connect(failed)
-        if not folders:
-            print("supadupstack: error: --screenshot needs a FOLDER", file=sys.stderr)
-            return 2
     window.show()
     if folders:
         window.add_folders(list(folders))
-    app.exec()
+    if shot is not None:
+        loop.exec()
+        window.close()
+    else:
+        app.exec()
     window.tasks.wait()
     return outcome["code"]
