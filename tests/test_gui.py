@@ -140,6 +140,20 @@ def test_bad_input_shows_one_line(qtbot, tmp_path: Path, messages) -> None:
     assert all("\n" not in m and "Traceback" not in m for m in messages)
 
 
+def test_frames_without_wcs_are_listed_not_planned(qtbot, tmp_path: Path, messages) -> None:
+    from supadupstack.simulate.presets import simulate_dataset
+
+    simulate_dataset(tmp_path, "tiny", n_frames=2, seed=4, sidecars=False)
+    window = _window(qtbot)
+    with qtbot.waitSignals([window.loaded, window.failed], timeout=WAIT_MS, order="strict"):
+        window.add_folders([str(tmp_path / "frames")])
+    model = window.frames_tab.model
+    verdicts = [model.index(r, COLUMNS.index("verdict")).data() for r in range(model.rowCount())]
+    assert len(verdicts) == 2, verdicts
+    assert [model.index(r, COLUMNS.index("WCS")).data() for r in range(2)] == ["none", "none"]
+    assert messages == ["no frame has a WCS: nothing to plan (see 'supadupstack solve')"]
+
+
 def test_invalid_setting_and_corrupt_plan_show_one_line(qtbot, tiny, tmp_path, messages) -> None:
     cfg = Config()  # min batch size 5: a target below it is refused, like --set would be
     window = _window(qtbot, cfg)

@@ -32,6 +32,7 @@ COLUMNS = (
     "FWHM",
     "verdict",
 )
+NUMERIC = ("session", "batch", "sky", "noise", "stars", "FWHM")
 
 
 def _mean(values) -> float | None:
@@ -116,7 +117,9 @@ class FramesModel(QAbstractTableModel):
         if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.EditRole):
             return shown(value) if role == Qt.ItemDataRole.DisplayRole or value is None else value
         if role == Qt.ItemDataRole.UserRole:  # the sort key
-            return value if value is not None else -math.inf
+            if value is None:
+                return -math.inf if column in NUMERIC else ""
+            return value
         if role == Qt.ItemDataRole.ToolTipRole:
             return row["path"] if column == "file" else shown(value)
         return None

@@ -48,11 +48,21 @@ def load(folders: list[str], cfg: Config, progress: ProgressFn | None = None) ->
     session, _ = sessions_of(survey.frames, cfg.sds.session_gap_min)
     for row in rows:
         row["session"] = session.get(row["path"], 0) + 1
-    frames, others = pipeline.one_target(survey.frames, cfg)
-    return Loaded(list(folders), rows, frames, survey.skips + others)
+    with_wcs = [f for f in survey.frames if f.wcs is not None]  # what `plan` can use
+    frames, others = pipeline.one_target(with_wcs, cfg) if with_wcs else ([], [])
+    skips = survey.skips + others
+    rows += [skipped_row(s) for s in survey.skips]
+    return Loaded(list(folders), rows, frames, skips)
+
+
+def skipped_row(skip: Skip) -> dict:
+    """A table row for a file ``inspect`` skipped: its name and the reason."""
+    return {"path": str(skip.path), "verdict": f"skipped: {skip.reason}", "wcs_source": "-"}
 
 
 def _kept(frames: list[Frame], excluded: set[str] | frozenset) -> list[Frame]:
+    if not frames:
+        raise NothingUsableError("no frame has a WCS: nothing to plan (see 'supadupstack solve')")
     kept = [f for f in frames if str(f.path) not in excluded]
     if not kept:
         raise NothingUsableError("every frame is excluded: nothing to plan")
