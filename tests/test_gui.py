@@ -198,6 +198,10 @@ def test_run_progress_result(qtbot, tiny: Path, tmp_path: Path, messages) -> Non
     # the run tab's form is generated from the schema: every section has a page
     assert window.run_tab.sections.count() == len(SECTIONS)
     assert "stacking.kappa_high" in window.run_tab.editors
+    window.run_tab.editors["output.name"].setText("../bad")
+    window.run_tab.run_button.click()
+    assert len(messages) == 1 and messages.pop().startswith("config key 'output.name': '../bad'")
+    window.run_tab.editors["output.name"].setText("supadupstack")
     window.run_tab.editors["output.png"].setChecked(True)
     with qtbot.waitSignal(window.run_finished, timeout=120_000) as finished:
         window.run_tab.run_button.click()

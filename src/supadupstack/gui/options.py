@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QSpinBox, QWidget
+from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QLineEdit, QSpinBox, QWidget
 
 from supadupstack.config import Config
 from supadupstack.configcheck import NUMBER_MAX, allowed, kind
@@ -27,7 +27,7 @@ def current(cfg: Config, dotted: str):
 
 
 def editor(cfg: Config, dotted: str, parent: QWidget | None = None) -> QWidget:
-    """A spin box, combo box or check box for one key, set to its value in ``cfg``, with
+    """A spin box, combo box, check box or text field for one key, set to its value in ``cfg``, with
     the key's documentation and allowed values as tooltip. ``value_of`` reads it back."""
     f = schema_field(cfg, dotted)
     meta, value, k = f.metadata, current(cfg, dotted), kind(f)
@@ -51,6 +51,9 @@ def editor(cfg: Config, dotted: str, parent: QWidget | None = None) -> QWidget:
         widget.setSingleStep(0.01 if hi <= 10 else 1.0)
         widget.setRange(float(lo if lo is not None else -NUMBER_MAX), float(hi))
         widget.setValue(float(value))
+    elif k == "str":
+        widget = QLineEdit(parent)
+        widget.setText(str(value))
     else:
         raise TypeError(f"no editor for {dotted} ({k})")
     widget.setObjectName(dotted)
@@ -64,6 +67,8 @@ def value_of(widget: QWidget):
         return widget.currentText()
     if isinstance(widget, QCheckBox):
         return widget.isChecked()
+    if isinstance(widget, QLineEdit):
+        return widget.text()
     return widget.value()
 
 
@@ -73,6 +78,8 @@ def changed_signal(widget: QWidget):
         return widget.currentTextChanged
     if isinstance(widget, QCheckBox):
         return widget.toggled
+    if isinstance(widget, QLineEdit):
+        return widget.editingFinished
     return widget.valueChanged
 
 
@@ -82,5 +89,7 @@ def set_value(widget: QWidget, value) -> None:
         widget.setCurrentText(str(value))
     elif isinstance(widget, QCheckBox):
         widget.setChecked(bool(value))
+    elif isinstance(widget, QLineEdit):
+        widget.setText(str(value))
     else:
         widget.setValue(value)

@@ -33,11 +33,12 @@ from supadupstack.gui.options import editor, value_of
 
 # what the CLI's Progress writes when stderr is not a terminal: "stage: done/total (1.2s)"
 PROGRESS_LINE = re.compile(r"^([A-Za-z][\w -]*): (\d+)/(\d+) \(")
-EDITABLE = ("int", "float", "bool")
+EDITABLE = ("int", "float", "bool", "str")
 
 
 def editable(f: dataclasses.Field, value) -> bool:
-    """Fields the form shows: numbers, switches and choices that hold a value."""
+    """Fields the form shows: numbers, switches, choices and text that hold a value (lists
+    and unset values are left to a config file)."""
     return value is not None and (bool(f.metadata.get("choices")) or kind(f) in EDITABLE)
 
 
