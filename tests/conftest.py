@@ -8,6 +8,14 @@ from pathlib import Path
 # Qt (the GUI tests) draws offscreen: no display needed; set before anything imports Qt
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+try:  # the qtbot fixture where the GUI extra is installed; tests/test_gui.py skips elsewhere
+    import PySide6  # noqa: F401
+    import pytestqt  # noqa: F401
+except ImportError:
+    pytest_plugins: list[str] = []
+else:
+    pytest_plugins = ["pytestqt.plugin"]
+
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
