@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# Qt (the GUI tests) draws offscreen: no display needed; set before anything imports Qt
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+try:  # the qtbot fixture where the GUI extra is installed; tests/test_gui.py skips elsewhere
+    import PySide6  # noqa: F401
+    import pytestqt  # noqa: F401
+except ImportError:
+    pytest_plugins: list[str] = []
+else:
+    pytest_plugins = ["pytestqt.plugin"]
 
 import pytest
 
@@ -29,8 +41,6 @@ def m94_frames(real_dir: Path) -> list[Path]:
 def private_cache(tmp_path_factory) -> Path:
     """One star-catalogue cache for this test session (subprocesses inherit it), so tests
     never read catalogues of an earlier session or of the developer's own runs."""
-    import os
-
     folder = tmp_path_factory.mktemp("cache")
     os.environ["XDG_CACHE_HOME"] = str(folder)
     return folder

@@ -93,3 +93,12 @@ def test_config_command_prints_every_section(capsys) -> None:
     assert code == 0
     for section in ("[sds]", "[stacking]", "[polish]", "[astrometry]", "[execution]"):
         assert section in out
+
+
+def test_gui_without_pyside6_is_one_line_exit_2(tmp_path: Path, capsys, monkeypatch) -> None:
+    import supadupstack.gui as gui
+
+    monkeypatch.setattr(gui, "qt_missing", lambda: gui.MISSING_QT)
+    code, out, err = _run(["gui", str(tmp_path)], capsys)
+    assert code == 2 and out == ""
+    assert err == "supadupstack: error: the GUI needs PySide6: pip install 'supadupstack[gui]'\n"

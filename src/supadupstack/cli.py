@@ -106,6 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", parents=[common], help="simulate a small dataset and process it")
     p.add_argument("-o", "--out", default="demo-output", help="output folder (default demo-output)")
 
+    p = sub.add_parser(
+        "gui", parents=[common], help="desktop window: frames, batch plan (needs PySide6)"
+    )
+    p.add_argument("inputs", nargs="*", metavar="FOLDER", help="folders of frames to load")
+    p.add_argument(
+        "--screenshot",
+        metavar="OUT.png",
+        help="load the folders, plan, save the window as a PNG (offscreen) and exit",
+    )
+
     sub.add_parser(
         "warmup",
         parents=[common],

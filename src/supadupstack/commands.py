@@ -25,8 +25,11 @@ def dispatch(args: argparse.Namespace, cfg: Config) -> int:
         "simulate": cmd_simulate,
         "demo": cmd_demo,
         "warmup": cmd_warmup,
+        "gui": cmd_gui,
     }[args.command]
-    if args.command in ("inspect", "run", "solve", "demo"):
+    if args.command == "gui" and _gui_missing():
+        return 2
+    if args.command in ("inspect", "run", "solve", "demo", "gui"):
         _warm_up(args, cfg, warmup.RUN_GROUPS)
     return handler(args, cfg)
 
@@ -233,6 +236,24 @@ def cmd_plan(args: argparse.Namespace, cfg: Config) -> int:
         print(f"batch {i}: {len(b)} frames, coverage {cov:.1%}")
     print(f"plan: {args.out} ({len(plan.batches)} batches, {plan.n_frames} frames)")
     return 0
+
+
+def _gui_missing() -> bool:
+    """True (after printing the one-line reason) when PySide6 is not installed."""
+    from supadupstack.gui import qt_missing
+
+    reason = qt_missing()
+    if reason:
+        print(f"supadupstack: error: {reason}", file=sys.stderr)
+    return reason is not None
+
+
+def cmd_gui(args: argparse.Namespace, cfg: Config) -> int:
+    """The desktop window on the folders (``--screenshot``: save it as a PNG and exit)."""
+    from supadupstack.gui.app import run_gui
+
+    shot = Path(args.screenshot) if args.screenshot else None
+    return run_gui(list(args.inputs), cfg, shot)
 
 
 def cmd_demo(args: argparse.Namespace, cfg: Config) -> int:

@@ -10,6 +10,7 @@ per section (``[stacking]`` ...) plus the top-level ``mode``; CLI overrides use
 from __future__ import annotations
 
 import dataclasses
+import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,6 +193,25 @@ def describe() -> str:
             else:
                 lines.append(f"{f.name} = {_toml_value(value)}  {doc}")
     return "\n".join(lines) + "\n"
+
+
+def overrides(cfg: Config) -> list[str]:
+    """The ``--set section.key=value`` strings that turn the defaults into ``cfg`` (what the
+    GUI passes to the ``run`` command it starts); ``mode`` is left to ``--mode``."""
+    out: list[str] = []
+    default = Config()
+    for section in SECTIONS:
+        for f in dataclasses.fields(getattr(default, section)):
+            value = getattr(getattr(cfg, section), f.name)
+            if value != getattr(getattr(default, section), f.name):
+                if value is None:
+                    shown = "none"
+                elif isinstance(value, str):
+                    shown = json.dumps(value)  # a TOML basic string, quotes escaped
+                else:
+                    shown = _toml_value(value)
+                out.append(f"{section}.{f.name}={shown}")
+    return out
 
 
 def _toml_value(value: Any) -> str:

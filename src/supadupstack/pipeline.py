@@ -161,14 +161,20 @@ def frames_with_wcs(
     if not frames:
         why = "; ".join(f"{s.path.name}: {s.reason}" for s in skips[:3])
         raise NothingUsableError(f"no frame has a WCS ({why})")
-    frames, odd = scale_outliers(frames)
-    skips.extend(odd)
+    chosen, odd = one_target(frames, cfg)
+    return chosen, skips + odd, summary
+
+
+def one_target(frames: list[Frame], cfg: Config) -> tuple[list[Frame], list[Skip]]:
+    """The frames of one target among frames with a WCS, and the others as skips: a wildly
+    wrong pixel scale, or another target (``ingest.target`` picks which; default the largest
+    group). The GUI's plan calls this on the frames its table shows."""
+    frames, skips = scale_outliers(frames)
     targets = group_by_pointing(frames)
     chosen, others, _ = select_target(targets, cfg.ingest.target)
     if len(targets) > 1:
         log.warning("the inputs hold %d targets; stacking %s", len(targets), chosen.describe())
-    skips.extend(others)
-    return chosen.frames, skips, summary
+    return chosen.frames, skips + list(others)
 
 
 def _writable_folder(path: Path, what: str) -> Path:

@@ -29,7 +29,7 @@ from supadupstack.errors import SupaDupError
 from supadupstack.frames.model import Frame
 from supadupstack.frames.sessions import split_sessions, time_key
 from supadupstack.outputs.atomic import write_text_atomic
-from supadupstack.outputs.plots_data import plan_picture
+from supadupstack.outputs.plots_data import PlanPicture, plan_picture
 from supadupstack.outputs.plots_plan import PlanFacts, write_plan_png
 from supadupstack.smallfile import read_small_text
 
@@ -208,6 +208,13 @@ def draw_plan(
 ) -> PlanFacts:
     """``plan.png``: footprints coloured by batch over a frame-count heat map, RA/Dec axes,
     north up like the output (``outputs.plots_plan``); sessions cut at ``gap_min`` minutes."""
+    return write_plan_png(plan_picture_of(plan, frames, canvas, gap_min), path)
+
+
+def plan_picture_of(
+    plan: BatchPlan, frames: list[Frame], canvas: Canvas, gap_min: float
+) -> PlanPicture:
+    """What ``plan.png`` shows (also drawn by the GUI): the plan's batches of frames."""
     by_path = {str(f.path): f for f in frames}
     units = [[by_path[p] for p in batch] for batch in plan.batches]
-    return write_plan_png(plan_picture(units, canvas.wcs, canvas.shape, gap_min, "batch"), path)
+    return plan_picture(units, canvas.wcs, canvas.shape, gap_min, "batch")

@@ -1,0 +1,228 @@
+"""The desktop GUI driven offscreen (pytest-qt): load a folder of tiny simulated frames →
+one table row per frame → plan drawn → planner settings re-plan live → exclude a frame →
+save and load the plan JSON; bad input shows a one-line message box; the screenshot command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("PySide6")
+
+from PIL import Image  # noqa: E402
+from PySide6.QtCore import Qt  # noqa: E402
+
+from supadupstack.config import SECTIONS, Config  # noqa: E402
+from supadupstack.gui import app as gui_app  # noqa: E402
+from supadupstack.gui.app import WINDOW_SIZE, MainWindow  # noqa: E402
+from supadupstack.gui.frames_tab import COLUMNS  # noqa: E402
+
+WAIT_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    """Six tiny simulated frames (one session) with their true WCS as sidecars."""
+    from supadupstack.simulate.presets import simulate_dataset
+
+    root = tmp_path_factory.mktemp("gui_tiny")
+    simulate_dataset(root, "tiny", seed=9, sidecars=True)
+    return root / "frames"
+
+
+@pytest.fixture
+def messages(monkeypatch) -> list[str]:
+    """What message boxes would have shown (captured, never blocking)."""
+    seen: list[str] = []
+    monkeypatch.setattr(
+        gui_app.QMessageBox,
+        "warning",
+        staticmethod(lambda _parent, _title, text: seen.append(text)),
+    )
+    return seen
+
+
+def _cfg() -> Config:
+    """Batches close at the target size only (coverage 1.0 is never reached by 6 frames
+    that shift a little), so the target batch size alone sets the batch count."""
+    cfg = Config()
+    cfg.sds.coverage_threshold = 1.0
+    cfg.sds.min_batch_size = 1
+    return cfg
+
+
+def _window(qtbot, cfg: Config | None = None) -> MainWindow:
+    window = MainWindow(cfg or _cfg())
+    qtbot.addWidget(window)
+    window.show()
+    return window
+
+
+def test_load_table_plan_replan_exclude_save_load(qtbot, tiny: Path, tmp_path, messages) -> None:
+    window = _window(qtbot)
+    with qtbot.waitSignals([window.loaded, window.planned], timeout=WAIT_MS, order="strict"):
+        window.add_folders([str(tiny)])
+    model = window.frames_tab.model
+    names = sorted(p.name for p in tiny.rglob("*.fit"))
+    assert model.rowCount() == len(names) == 6
+    shown = [model.index(r, COLUMNS.index("file")).data() for r in range(model.rowCount())]
+    assert sorted(shown) == names
+    verdicts = {model.index(r, COLUMNS.index("verdict")).data() for r in range(6)}
+    assert all(v.startswith("ok") for v in verdicts)
+    # plan drawn: one batch of all six frames (target batch size 10)
+    assert len(window.plan.plan.batches) == 1 and window.plan.facts.n_outlines == 6
+    assert window.plan_tab.canvas is not None
+
+    # the target batch size spin box re-plans: 3 frames a batch → 2 batches
+    spin = window.plan_tab.editors["sds.target_batch_size"]
+    assert (spin.minimum(), spin.maximum()) == (1, 1_000_000)  # from the config schema
+    with qtbot.waitSignal(window.planned, timeout=WAIT_MS):
+        spin.setValue(3)
+    assert [len(b) for b in window.plan.plan.batches] == [3, 3]
+    assert window.cfg.sds.target_batch_size == 3
+
+    # untick one frame: it leaves the plan
+    proxy = window.frames_tab.proxy
+    with qtbot.waitSignal(window.planned, timeout=WAIT_MS):
+        proxy.setData(proxy.index(0, 0), Qt.CheckState.Unchecked.value, Qt.CheckStateRole)
+    assert window.plan.plan.n_frames == 5 and len(model.excluded) == 1
+
+    # move a frame to the other batch by hand (the table's batch column), then to a new one
+    column = COLUMNS.index("batch")
+    row = next(r for r in range(6) if model.rows[r]["batch"] == 0)
+    path = model.rows[row]["path"]
+    with qtbot.waitSignal(window.planned, timeout=WAIT_MS):
+        model.setData(model.index(row, column), 1, Qt.ItemDataRole.EditRole)
+    assert path in window.plan.plan.batches[1] and model.index(row, column).data() == "1"
+    assert sorted(len(b) for b in window.plan.plan.batches) == [2, 3]
+    with qtbot.waitSignal(window.planned, timeout=WAIT_MS):
+        model.setData(model.index(row, column), 2, Qt.ItemDataRole.EditRole)
+    assert window.plan.plan.batches[2] == [path] and window.plan.facts.n_outlines == 5
+    with qtbot.waitSignal(window.failed, timeout=WAIT_MS):
+        model.setData(model.index(row, column), 9, Qt.ItemDataRole.EditRole)
+    assert messages == ["batch 9 does not exist: choose 0 to 3"]
+    messages.clear()
+
+    # save the plan (the JSON run --plan reads) and load it back
+    path = tmp_path / "plan.json"
+    window.save_plan(str(path))
+    doc = json.loads(path.read_text())
+    assert doc["n_frames"] == 5 and doc["n_batches"] == 3
+    with qtbot.waitSignal(window.planned, timeout=WAIT_MS):
+        window.load_plan(str(path))
+    assert window.plan.plan.batches == doc["batches"]
+    assert messages == []
+
+
+def test_table_sorts_by_numbers(qtbot, tiny: Path, messages) -> None:
+    window = _window(qtbot)
+    with qtbot.waitSignal(window.planned, timeout=WAIT_MS):
+        window.add_folders([str(tiny)])
+    column = COLUMNS.index("stars")
+    window.frames_tab.table.sortByColumn(column, Qt.SortOrder.DescendingOrder)
+    proxy = window.frames_tab.proxy
+    stars = [int(proxy.index(r, column).data()) for r in range(proxy.rowCount())]
+    assert stars == sorted(stars, reverse=True)
+
+
+def test_bad_input_shows_one_line(qtbot, tmp_path: Path, messages) -> None:
+    window = _window(qtbot)
+    window.add_folders([str(tmp_path / "absent")])
+    assert messages == [f"cannot read folder {tmp_path / 'absent'}: not a folder"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with qtbot.waitSignal(window.failed, timeout=WAIT_MS):
+        window.add_folders([str(empty)])
+    assert messages[1].startswith(f"no FITS frames found in {empty}")
+    assert all("\n" not in m and "Traceback" not in m for m in messages)
+
+
+def test_frames_without_wcs_are_listed_not_planned(qtbot, tmp_path: Path, messages) -> None:
+    from supadupstack.simulate.presets import simulate_dataset
+
+    simulate_dataset(tmp_path, "tiny", n_frames=2, seed=4, sidecars=False)
+    window = _window(qtbot)
+    with qtbot.waitSignals([window.loaded, window.failed], timeout=WAIT_MS, order="strict"):
+        window.add_folders([str(tmp_path / "frames")])
+    model = window.frames_tab.model
+    verdicts = [model.index(r, COLUMNS.index("verdict")).data() for r in range(model.rowCount())]
+    assert len(verdicts) == 2, verdicts
+    assert [model.index(r, COLUMNS.index("WCS")).data() for r in range(2)] == ["none", "none"]
+    assert messages == ["no frame has a WCS: nothing to plan (see 'supadupstack solve')"]
+
+
+def test_invalid_setting_and_corrupt_plan_show_one_line(qtbot, tiny, tmp_path, messages) -> None:
+    cfg = Config()  # min batch size 5: a target below it is refused, like --set would be
+    window = _window(qtbot, cfg)
+    with qtbot.waitSignal(window.planned, timeout=WAIT_MS):
+        window.add_folders([str(tiny)])
+    spin = window.plan_tab.editors["sds.target_batch_size"]
+    with qtbot.waitSignal(window.failed, timeout=WAIT_MS):
+        spin.setValue(2)
+    assert "must be >= sds.min_batch_size (5)" in messages[-1]
+    assert window.cfg.sds.target_batch_size == 10  # unchanged
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with qtbot.waitSignal(window.failed, timeout=WAIT_MS):
+        window.load_plan(str(bad))
+    assert messages[-1].startswith(f"plan file {bad} is not valid JSON")
+    assert all("\n" not in m for m in messages)
+
+
+def test_screenshot_command(qtbot, tiny: Path, tmp_path: Path, capsys) -> None:
+    from supadupstack.cli import main
+
+    out = tmp_path / "gui.png"
+    assert main(["gui", "-q", "--screenshot", str(out), str(tiny)]) == 0
+    assert f"screenshot: {out}" in capsys.readouterr().out
+    with Image.open(out) as im:
+        assert im.size == WINDOW_SIZE
+        grey = np.asarray(im.convert("L"))
+    assert len(np.unique(grey)) > 20  # a drawn plan, not a blank window
+
+
+def _ready(qtbot, tiny: Path, out: Path) -> MainWindow:
+    window = _window(qtbot)
+    with qtbot.waitSignal(window.planned, timeout=WAIT_MS):
+        window.add_folders([str(tiny)])
+    window.run_tab.out.setText(str(out))
+    return window
+
+
+@pytest.mark.slow
+def test_run_progress_result(qtbot, tiny: Path, tmp_path: Path, messages) -> None:
+    window = _ready(qtbot, tiny, tmp_path / "out")
+    # the run tab's form is generated from the schema: every section has a page
+    assert window.run_tab.sections.count() == len(SECTIONS)
+    assert "stacking.kappa_high" in window.run_tab.editors
+    window.run_tab.editors["output.name"].setText("../bad")
+    window.run_tab.run_button.click()
+    assert len(messages) == 1 and messages.pop().startswith("config key 'output.name': '../bad'")
+    window.run_tab.editors["output.name"].setText("supadupstack")
+    window.run_tab.editors["output.png"].setChecked(True)
+    with qtbot.waitSignal(window.run_finished, timeout=120_000) as finished:
+        window.run_tab.run_button.click()
+    assert finished.args == [0], window.run_tab.log.toPlainText()
+    assert window.run_tab.overall.value() == 100
+    assert "stars" in window.run_tab.bars and window.run_tab.bars["stars"].value() == 6
+    assert [p.name for p in window.result_tab.shown] == ["supadupstack.png", "summary.png"]
+    assert window.tabs.currentWidget() is window.result_tab
+    assert (tmp_path / "out" / "gui.plan.json").is_file() and messages == []
+
+
+@pytest.mark.slow
+def test_cancel_then_run_again(qtbot, tiny: Path, tmp_path: Path, messages) -> None:
+    window = _ready(qtbot, tiny, tmp_path / "out")
+    with qtbot.waitSignal(window.run_tab.stage_progress, timeout=120_000):
+        window.run_tab.run_button.click()
+    with qtbot.waitSignal(window.run_finished, timeout=60_000) as stopped:
+        window.run_tab.cancel_button.click()
+    assert stopped.args[0] != 0 and messages == []
+    assert "Run again resumes" in window.run_tab.log.toPlainText()
+    with qtbot.waitSignal(window.run_finished, timeout=120_000) as finished:
+        window.run_tab.run_button.click()
+    assert finished.args == [0], window.run_tab.log.toPlainText()
+    assert window.run_tab.overall.value() == 100 and len(window.result_tab.shown) == 2
