@@ -1,6 +1,7 @@
 """The desktop GUI driven offscreen (pytest-qt): load a folder of tiny simulated frames →
 one table row per frame → plan drawn → planner settings re-plan live → exclude a frame →
-save and load the plan JSON; bad input shows a one-line message box; the screenshot command."""
+save and load the plan JSON; bad input shows a one-line message box; the screenshot command
+(any tab, an earlier run's result); a run cancelled after its first batch resumes."""
 
 from __future__ import annotations
 
@@ -12,13 +13,16 @@ import pytest
 
 pytest.importorskip("PySide6")
 
+from astropy.io import fits  # noqa: E402
 from PIL import Image  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 
 from supadupstack.config import SECTIONS, Config  # noqa: E402
+from supadupstack.execution.faults import PAUSE_ENV  # noqa: E402
 from supadupstack.gui import app as gui_app  # noqa: E402
 from supadupstack.gui.app import WINDOW_SIZE, MainWindow  # noqa: E402
 from supadupstack.gui.frames_tab import COLUMNS  # noqa: E402
+from supadupstack.outputs.atomic import PART_SUFFIX  # noqa: E402
 
 WAIT_MS = 60_000
 
@@ -184,8 +188,56 @@ def test_screenshot_command(qtbot, tiny: Path, tmp_path: Path, capsys) -> None:
     assert len(np.unique(grey)) > 20  # a drawn plan, not a blank window
 
 
-def _ready(qtbot, tiny: Path, out: Path) -> MainWindow:
+@pytest.fixture(scope="module")
+def tiny_run(tiny: Path, tmp_path_factory) -> Path:
+    """The output folder of a finished ``run`` on the tiny frames (FITS, PNG, report)."""
+    from supadupstack.cli import main
+
+    out = tmp_path_factory.mktemp("gui_tiny_run")
+    assert main(["run", str(tiny), "-o", str(out), "-q", "--set", "output.png=true"]) == 0
+    return out
+
+
+@pytest.mark.slow
+def test_screenshot_of_a_result(qtbot, tiny_run: Path, tmp_path: Path, capsys) -> None:
+    from supadupstack.cli import main
+
+    out = tmp_path / "result.png"
+    assert main(["gui", "-q", "--screenshot", str(out), "--result", str(tiny_run)]) == 0
+    assert f"screenshot: {out}" in capsys.readouterr().out
+    with Image.open(out) as im:
+        assert im.size == WINDOW_SIZE
+        assert len(np.unique(np.asarray(im.convert("L")))) > 20  # pictures, not a blank tab
+    # the same in a window: the preview and the summary plot on the Result tab, shown
     window = _window(qtbot)
+    assert window.show_result(tiny_run)
+    assert window.tabs.currentWidget() is window.result_tab
+    assert not window.result_tab.preview.pixmap().isNull()
+    assert not window.result_tab.summary.pixmap().isNull()
+    assert [p.name for p in window.result_tab.shown] == ["supadupstack.png", "summary.png"]
+
+
+def test_screenshot_tabs_and_bad_result(qtbot, tiny: Path, tmp_path: Path, capsys) -> None:
+    from supadupstack.cli import main
+
+    out = tmp_path / "frames.png"
+    args = ["gui", "-q", "--screenshot", str(out), "--screenshot-tab", "frames", str(tiny)]
+    assert main(args) == 0
+    with Image.open(out) as im:
+        assert im.size == WINDOW_SIZE
+    capsys.readouterr()
+    assert main(["gui", "-q", "--screenshot", str(out), "--screenshot-tab", "result"]) == 2
+    assert "needs --result OUTDIR" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["gui", "-q", "--screenshot", str(out), "--result", str(empty)]) == 1
+    err = capsys.readouterr().err
+    assert f"report not found: {empty / 'supadupstack.report.json'}" in err
+    assert "Traceback" not in err
+
+
+def _ready(qtbot, tiny: Path, out: Path, cfg: Config | None = None) -> MainWindow:
+    window = _window(qtbot, cfg)
     with qtbot.waitSignal(window.planned, timeout=WAIT_MS):
         window.add_folders([str(tiny)])
     window.run_tab.out.setText(str(out))
@@ -213,16 +265,49 @@ def test_run_progress_result(qtbot, tiny: Path, tmp_path: Path, messages) -> Non
     assert (tmp_path / "out" / "gui.plan.json").is_file() and messages == []
 
 
+def _complete_outputs(out: Path) -> list[str]:
+    """The FITS files under ``out`` (each must open and hold data: no part under a final
+    name); fails on a temporary file (``.NAME.PID.RANDOM.part``) left behind."""
+    assert [p.name for p in out.rglob(f"*{PART_SUFFIX}")] == []
+    names = []
+    for path in sorted(out.rglob("*.fits")):
+        with fits.open(path) as hdus:
+            assert hdus[0].data is not None and hdus[0].data.size > 0, path
+        names.append(path.name)
+    return names
+
+
 @pytest.mark.slow
-def test_cancel_then_run_again(qtbot, tiny: Path, tmp_path: Path, messages) -> None:
-    window = _ready(qtbot, tiny, tmp_path / "out")
-    with qtbot.waitSignal(window.run_tab.stage_progress, timeout=120_000):
-        window.run_tab.run_button.click()
+def test_cancel_after_a_batch_then_run_again_resumes(
+    qtbot, tiny: Path, tmp_path: Path, messages, monkeypatch
+) -> None:
+    """Two batches, one worker; the child waits at the second batch's fault point, so Cancel
+    lands once the first batch is finished. Run again reuses that batch and finishes."""
+    cfg = _cfg()
+    cfg.sds.target_batch_size, cfg.execution.workers = 3, 1
+    out = tmp_path / "out"
+    window = _ready(qtbot, tiny, out, cfg)
+    assert len(window.plan.plan.batches) == 2
+    monkeypatch.setenv(PAUSE_ENV, "batch:1")
+    window.run_tab.run_button.click()
+    bars = window.run_tab.bars
+    qtbot.waitUntil(lambda: "batches" in bars and bars["batches"].value() == 1, timeout=120_000)
     with qtbot.waitSignal(window.run_finished, timeout=60_000) as stopped:
         window.run_tab.cancel_button.click()
-    assert stopped.args[0] != 0 and messages == []
+    assert stopped.args == [143] and messages == []  # 143: stopped by SIGTERM
     assert "Run again resumes" in window.run_tab.log.toPlainText()
+    assert not (out / "supadupstack.fits").exists()
+    assert len(_complete_outputs(out)) == 1  # the first batch's mega-tile, whole
+
+    monkeypatch.delenv(PAUSE_ENV)
     with qtbot.waitSignal(window.run_finished, timeout=120_000) as finished:
         window.run_tab.run_button.click()
     assert finished.args == [0], window.run_tab.log.toPlainText()
+    report = json.loads((out / "supadupstack.report.json").read_text())
+    assert [(t["index"], t["reused"]) for t in report["tiles"]] == [(0, True), (1, False)]
+    assert (
+        "batch 1/2 (#0): 3 frames used, 0 rejected, reused from an earlier run"
+        in (out / "supadupstack.log").read_text()
+    )
+    assert "supadupstack.fits" in _complete_outputs(out)
     assert window.run_tab.overall.value() == 100 and len(window.result_tab.shown) == 2

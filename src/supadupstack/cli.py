@@ -107,13 +107,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", default="demo-output", help="output folder (default demo-output)")
 
     p = sub.add_parser(
-        "gui", parents=[common], help="desktop window: frames, batch plan (needs PySide6)"
+        "gui", parents=[common], help="desktop window: frames, plan, run, result (needs PySide6)"
     )
     p.add_argument("inputs", nargs="*", metavar="FOLDER", help="folders of frames to load")
     p.add_argument(
         "--screenshot",
         metavar="OUT.png",
         help="load the folders, plan, save the window as a PNG (offscreen) and exit",
+    )
+    p.add_argument(
+        "--screenshot-tab",
+        choices=["frames", "plan", "run", "result"],
+        help="the tab the screenshot shows (default: result with --result, else plan)",
+    )
+    p.add_argument(
+        "--result",
+        metavar="OUTDIR",
+        help="show the result of an earlier run (its output folder) on the Result tab",
     )
 
     sub.add_parser(

@@ -249,11 +249,13 @@ def _gui_missing() -> bool:
 
 
 def cmd_gui(args: argparse.Namespace, cfg: Config) -> int:
-    """The desktop window on the folders (``--screenshot``: save it as a PNG and exit)."""
-    from supadupstack.gui.app import run_gui
+    """The desktop window on the folders (``--result``: an earlier run's outputs on the Result
+    tab; ``--screenshot``: save a tab as a PNG and exit)."""
+    from supadupstack.gui.launch import run_gui
 
     shot = Path(args.screenshot) if args.screenshot else None
-    return run_gui(list(args.inputs), cfg, shot)
+    result = Path(args.result) if args.result else None
+    return run_gui(list(args.inputs), cfg, shot, args.screenshot_tab, result)
 
 
 def cmd_demo(args: argparse.Namespace, cfg: Config) -> int:

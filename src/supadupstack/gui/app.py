@@ -1,4 +1,4 @@
-"""The main window (tabs: Frames, Plan, Run, Result) and ``run_gui`` (``supadupstack gui``).
+"""The main window (tabs: Frames, Plan, Run, Result); ``launch.run_gui`` opens it.
 
 Every action goes through ``session`` (the CLI's functions) on a worker thread (``tasks``);
 the window only shows results. A failure shows a message box with its one-line reason.
@@ -11,8 +11,8 @@ import os
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QEventLoop, Signal, qInstallMessageHandler
-from PySide6.QtWidgets import QApplication, QMainWindow, QMessageBox, QTabWidget
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QMainWindow, QMessageBox, QTabWidget
 
 from supadupstack.config import Config, overrides, set_key, validate
 from supadupstack.errors import SupaDupError
@@ -20,7 +20,7 @@ from supadupstack.gui import session
 from supadupstack.gui.frames_tab import FramesTab
 from supadupstack.gui.options import set_value
 from supadupstack.gui.plan_tab import PlanTab
-from supadupstack.gui.result_tab import ResultTab
+from supadupstack.gui.result_tab import ResultTab, report_path
 from supadupstack.gui.run_tab import RunTab
 from supadupstack.gui.tasks import Tasks, one_line
 
@@ -230,14 +230,20 @@ class MainWindow(QMainWindow):
     def cancel_run(self) -> None:
         self.run_tab.cancel()
 
+    def show_result(self, path: Path) -> bool:
+        """Show a finished run's report (a file, or the output folder that holds it) on the
+        Result tab and switch to it; False (after the one-line message) when it cannot."""
+        try:
+            self.result_tab.show_report(report_path(Path(path), self.cfg.output.name))
+        except SupaDupError as exc:
+            self.error(one_line(exc))
+            return False
+        self.tabs.setCurrentWidget(self.result_tab)
+        return True
+
     def _run_ended(self, code: int) -> None:
         if code == 0 and self._run_out is not None:
-            try:
-                self.result_tab.show_report(self._run_out / f"{self._run_name}.report.json")
-            except (SupaDupError, ValueError) as exc:
-                self.error(one_line(exc))
-            else:
-                self.tabs.setCurrentWidget(self.result_tab)
+            self.show_result(self._run_out / f"{self._run_name}.report.json")
         elif not self.run_tab.cancelled:
             lines = self.run_tab.log.toPlainText().splitlines()
             said = [x for x in lines if x.startswith("supadupstack: ")]
@@ -250,65 +256,3 @@ class MainWindow(QMainWindow):
             self.run_tab.process.waitForFinished(30_000)
         self.tasks.wait()
         super().closeEvent(event)
-
-
-def screenshot(window: MainWindow, path: Path) -> Path:
-    """Save what the window shows (its Plan tab) as a PNG."""
-    window.tabs.setCurrentWidget(window.plan_tab)
-    QApplication.processEvents()
-    if not window.grab().save(str(path)):
-        raise SupaDupError(f"cannot write the screenshot {path}")
-    return path
-
-
-def _quiet_qt_messages() -> None:
-    """Drop the offscreen platform's note that it cannot size windows; other Qt messages go
-    to stderr as usual."""
-
-    def handler(kind, _context, message: str) -> None:
-        if "propagateSizeHints" not in message:
-            print(message, file=sys.stderr)
-
-    qInstallMessageHandler(handler)
-
-
-def run_gui(folders: list[str], cfg: Config, shot: Path | None = None) -> int:
-    """Open the window on the folders; with ``shot``, save a screenshot once the plan is
-    drawn (offscreen) and exit: 0, or 1 after printing the one-line reason of a failure."""
-    if shot is not None:
-        if not folders:
-            print("supadupstack: error: --screenshot needs a FOLDER", file=sys.stderr)
-            return 2
-        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    _quiet_qt_messages()
-    app = QApplication.instance() or QApplication(["supadupstack"])
-    window = MainWindow(cfg, quiet_errors=shot is not None)
-    outcome = {"code": 0}
-    loop = QEventLoop()  # its own loop: quitting it leaves the application as it was
-    if shot is not None:
-
-        def done() -> None:
-            try:
-                screenshot(window, Path(shot))
-            except SupaDupError as exc:
-                window.error(one_line(exc))
-                return
-            print(f"screenshot: {shot}")
-            loop.quit()
-
-        def failed(_reason: str) -> None:
-            outcome["code"] = 1
-            loop.quit()
-
-        window.planned.connect(done)
-        window.failed.connect(failed)
-    window.show()
-    if folders:
-        window.add_folders(list(folders))
-    if shot is not None:
-        loop.exec()
-        window.close()
-    else:
-        app.exec()
-    window.tasks.wait()
-    return outcome["code"]

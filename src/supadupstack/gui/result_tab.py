@@ -14,6 +14,18 @@ from supadupstack.errors import SupaDupError
 from supadupstack.smallfile import read_small_text
 
 REPORT_MAX = 64 << 20  # bytes
+PICTURE_WIDTH = 660  # px at most: preview and summary side by side in the default window
+
+
+def report_path(path: Path, name: str) -> Path:
+    """The report JSON of a run: ``path`` itself when it is a file; in an output folder its
+    ``NAME.report.json``, else its only ``*.report.json``."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    named = path / f"{name}.report.json"
+    found = sorted(path.glob("*.report.json"))
+    return found[0] if not named.is_file() and len(found) == 1 else named
 
 
 class ResultTab(QWidget):
@@ -46,7 +58,13 @@ class ResultTab(QWidget):
 
     def show_report(self, path: Path) -> dict:
         """Read the run's report JSON and show its preview and summary plot."""
-        report = json.loads(read_small_text(Path(path), REPORT_MAX, "report", SupaDupError))
+        text = read_small_text(Path(path), REPORT_MAX, "report", SupaDupError)
+        try:
+            report = json.loads(text)
+        except ValueError as exc:
+            raise SupaDupError(f"report {path} is not valid JSON: {exc}") from None
+        if not isinstance(report, dict):
+            raise SupaDupError(f"report {path} is not a run report (a JSON object)")
         out = report.get("output", {})
         self.folder = Path(path).parent
         self.shown = []
@@ -56,7 +74,7 @@ class ResultTab(QWidget):
         ):
             pixmap = QPixmap(str(picture)) if picture else QPixmap()
             if not pixmap.isNull():
-                label.setPixmap(pixmap.scaledToWidth(min(pixmap.width(), 900)))
+                label.setPixmap(pixmap.scaledToWidth(min(pixmap.width(), PICTURE_WIDTH)))
                 self.shown.append(Path(picture))
             else:
                 label.setText("(no picture)")
