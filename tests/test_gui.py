@@ -132,6 +132,32 @@ def test_table_sorts_by_numbers(qtbot, tiny: Path, messages) -> None:
     assert stars == sorted(stars, reverse=True)
 
 
+def test_drop_folders_and_files(qtbot, tiny: Path, messages) -> None:
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    from supadupstack.gui.app import dropped_folders
+
+    window = _window(qtbot)
+    mime = QMimeData()
+    a_file = next(tiny.rglob("*.fit"))
+    mime.setUrls([QUrl("https://example.org/x.fit"), QUrl.fromLocalFile(str(a_file))])
+    assert dropped_folders(mime) == [str(a_file.parent)]
+    event = QDropEvent(
+        QPointF(10, 10),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    with qtbot.waitSignal(window.loaded, timeout=WAIT_MS):
+        window.dropEvent(event)
+    assert window.frames_tab.model.rowCount() == 6 and event.isAccepted()
+    web = QMimeData()
+    web.setUrls([QUrl("https://example.org/frames/")])
+    assert not window.drop(web) and messages == []
+
+
 def test_bad_input_shows_one_line(qtbot, tmp_path: Path, messages) -> None:
     window = _window(qtbot)
     window.add_folders([str(tmp_path / "absent")])

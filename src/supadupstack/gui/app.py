@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QMimeData, Signal
 from PySide6.QtWidgets import QMainWindow, QMessageBox, QTabWidget
 
 from supadupstack.config import Config, overrides, set_key, validate
@@ -25,6 +25,20 @@ from supadupstack.gui.run_tab import RunTab
 from supadupstack.gui.tasks import Tasks, one_line
 
 WINDOW_SIZE = (1400, 1000)  # px: the window as opened, and the screenshot's size
+
+
+def dropped_folders(mime: QMimeData) -> list[str]:
+    """The local folders of a drop's URLs (a file stands for its folder; non-local URLs and
+    missing paths are ignored), each once, in order."""
+    folders: list[str] = []
+    for url in mime.urls() if mime.hasUrls() else []:
+        if not url.isLocalFile():
+            continue
+        path = Path(url.toLocalFile())
+        folder = path if path.is_dir() else path.parent if path.is_file() else None
+        if folder is not None and str(folder) not in folders:
+            folders.append(str(folder))
+    return folders
 
 
 class MainWindow(QMainWindow):
@@ -68,6 +82,7 @@ class MainWindow(QMainWindow):
         self.plan_tab.settings_changed.connect(self.change_setting)
         self.plan_tab.save_requested.connect(self.save_plan)
         self.plan_tab.load_requested.connect(self.load_plan)
+        self.setAcceptDrops(True)
 
     # --- messages -------------------------------------------------------------------
     def error(self, reason: str) -> None:
@@ -79,6 +94,23 @@ class MainWindow(QMainWindow):
         QMessageBox.warning(self, "supadupstack", reason)
 
     # --- frames ---------------------------------------------------------------------
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        """Accept a drag that carries local files or folders."""
+        if dropped_folders(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        """Dropped folders (or the folders of dropped files) are added like "Add folder"."""
+        if self.drop(event.mimeData()):
+            event.acceptProposedAction()
+
+    def drop(self, mime: QMimeData) -> bool:
+        """Add the local folders a drop carries; False when it carries none."""
+        folders = dropped_folders(mime)
+        if folders:
+            self.add_folders(folders)
+        return bool(folders)
+
     def add_folders(self, folders: list[str]) -> None:
         """Read the folders (with those already loaded) on a worker thread."""
         for folder in folders:
