@@ -6,7 +6,14 @@ import tomllib
 
 import pytest
 
-from supadupstack.config import Config, apply_overrides, describe, from_mapping, load_toml
+from supadupstack.config import (
+    Config,
+    apply_overrides,
+    describe,
+    from_mapping,
+    load_toml,
+    to_toml,
+)
 from supadupstack.errors import ConfigError
 
 
@@ -33,6 +40,24 @@ def test_toml_round_trip(tmp_path) -> None:
     assert cfg.mode == "classic"
     assert cfg.stacking.kappa_high == 2.5 and cfg.stacking.combine == "median"
     assert cfg.stacking.kappa_low == 3.0
+
+
+def test_to_toml_loads_back_equal(tmp_path) -> None:
+    cfg = apply_overrides(
+        Config(),
+        [
+            "mode=classic",
+            "stacking.kappa_high=2.5",
+            'output.name="a \\"quoted\\" name"',
+            "canvas.pixel_scale_arcsec=1.25",
+            'ingest.extensions=[".fit", ".FITS"]',
+        ],
+    )
+    p = tmp_path / "all.toml"
+    p.write_text(to_toml(cfg))
+    assert load_toml(p, Config()) == cfg
+    assert "pixel_scale_arcsec" not in to_toml(Config())  # unset by default: left out
+    assert tomllib.loads(to_toml(Config()))["stacking"]["kappa_high"] == 3.0
 
 
 def test_describe_is_valid_toml_and_loads_back(tmp_path) -> None:

@@ -158,6 +158,35 @@ def test_drop_folders_and_files(qtbot, tiny: Path, messages) -> None:
     assert not window.drop(web) and messages == []
 
 
+def test_import_export_toml(qtbot, tiny: Path, tmp_path: Path, messages) -> None:
+    from supadupstack.config import load_toml
+
+    window = _window(qtbot)
+    with qtbot.waitSignal(window.planned, timeout=WAIT_MS):
+        window.add_folders([str(tiny)])
+    good = tmp_path / "in.toml"
+    good.write_text(
+        "[sds]\ntarget_batch_size = 3\nmin_batch_size = 1\ncoverage_threshold = 1.0\n"
+        "[stacking]\nkappa_high = 2.5\n"
+    )
+    with qtbot.waitSignal(window.planned, timeout=WAIT_MS):
+        assert window.import_toml(str(good))
+    assert [len(b) for b in window.plan.plan.batches] == [3, 3]
+    assert window.plan_tab.editors["sds.target_batch_size"].value() == 3
+    assert window.run_tab.editors["stacking.kappa_high"].value() == 2.5
+    window.run_tab.editors["stacking.kappa_low"].setValue(2.0)
+    out = tmp_path / "out.toml"
+    assert window.export_toml(str(out))
+    back = load_toml(out)
+    assert (back.sds.target_batch_size, back.stacking.kappa_high) == (3, 2.5)
+    assert back.stacking.kappa_low == 2.0 and back.sds.coverage_threshold == 1.0
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[stacking]\nkappa_high = -1\n")
+    assert not window.import_toml(str(bad))
+    assert len(messages) == 1 and "stacking.kappa_high" in messages[0] and "\n" not in messages[0]
+    assert window.cfg.sds.target_batch_size == 3  # unchanged
+
+
 def test_bad_input_shows_one_line(qtbot, tmp_path: Path, messages) -> None:
     window = _window(qtbot)
     window.add_folders([str(tmp_path / "absent")])

@@ -195,6 +195,33 @@ def describe() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _toml_literal(value: Any) -> str:
+    """A value as a TOML literal (strings escaped as JSON, which TOML basic strings accept)."""
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_literal(v) for v in value) + "]"
+    return _toml_value(value)
+
+
+def to_toml(cfg: Config) -> str:
+    """The whole ``cfg`` as a TOML document ``load_toml`` reads back to an equal Config: every
+    section and key with its value; an unset (None) key is left out where that is its default,
+    else written as ``"none"`` (which the checks read as unset)."""
+    lines = [f"mode = {_toml_literal(cfg.mode)}"]
+    default = Config()
+    for section in SECTIONS:
+        lines.append(f"\n[{section}]")
+        for f in dataclasses.fields(getattr(cfg, section)):
+            value = getattr(getattr(cfg, section), f.name)
+            if value is None:
+                if getattr(getattr(default, section), f.name) is not None:
+                    lines.append(f'{f.name} = "none"')
+                continue
+            lines.append(f"{f.name} = {_toml_literal(value)}")
+    return "\n".join(lines) + "\n"
+
+
 def overrides(cfg: Config) -> list[str]:
     """The ``--set section.key=value`` strings that turn the defaults into ``cfg`` (what the
     GUI passes to the ``run`` command it starts); ``mode`` is left to ``--mode``."""

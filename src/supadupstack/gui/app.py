@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QMainWindow, QMessageBox, QTabWidget
 
 from supadupstack.config import Config, overrides, set_key, validate
 from supadupstack.errors import SupaDupError
-from supadupstack.gui import session
+from supadupstack.gui import config_file, session
 from supadupstack.gui.frames_tab import FramesTab
 from supadupstack.gui.options import set_value
 from supadupstack.gui.plan_tab import PlanTab
@@ -71,6 +71,8 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.result_tab, "Result")
         self.run_tab.run_requested.connect(self.start_run)
         self.run_tab.finished.connect(self._run_ended)
+        self.run_tab.import_requested.connect(self.import_toml)
+        self.run_tab.export_requested.connect(self.export_toml)
         self._run_out: Path | None = None
         self._run_name = ""
         self.setCentralWidget(self.tabs)
@@ -258,6 +260,14 @@ class MainWindow(QMainWindow):
             args += ["--set", item]
         self._run_out, self._run_name = Path(out), cfg.output.name
         self.run_tab.start(args)
+
+    def import_toml(self, path: str) -> bool:
+        """Read a whole config file into the editors and the plan settings (re-plans)."""
+        return config_file.import_toml(self, path)
+
+    def export_toml(self, path: str) -> bool:
+        """Write the whole configuration the Run tab would run with as TOML."""
+        return config_file.export_toml(self, path)
 
     def cancel_run(self) -> None:
         self.run_tab.cancel()

@@ -48,6 +48,8 @@ class RunTab(QWidget):
     run_requested = Signal()
     finished = Signal(int)
     stage_progress = Signal(str, int, int)
+    import_requested = Signal(str)
+    export_requested = Signal(str)
 
     def __init__(self, cfg: Config, parent=None):
         super().__init__(parent)
@@ -77,6 +79,10 @@ class RunTab(QWidget):
         self.cancel_button = QPushButton("Cancel", self)
         self.cancel_button.setEnabled(False)
         self.run_button.clicked.connect(self.run_requested)
+        self.import_button = QPushButton("Import TOML…", self)
+        self.export_button = QPushButton("Export TOML…", self)
+        self.import_button.clicked.connect(self._pick_import)
+        self.export_button.clicked.connect(self._pick_export)
         self.cancel_button.clicked.connect(self.cancel)
         self.overall = QProgressBar(self)
         self.bars: dict[str, QProgressBar] = {}
@@ -89,6 +95,8 @@ class RunTab(QWidget):
         top = QHBoxLayout()
         for w in (QLabel("mode", self), self.mode, QLabel("output", self), self.out, browse):
             top.addWidget(w)
+        top.addWidget(self.import_button)
+        top.addWidget(self.export_button)
         top.addWidget(self.run_button)
         top.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
@@ -102,6 +110,16 @@ class RunTab(QWidget):
         folder = QFileDialog.getExistingDirectory(self, "Output folder")
         if folder:
             self.out.setText(folder)
+
+    def _pick_import(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Import config", "", "TOML (*.toml)")
+        if path:
+            self.import_requested.emit(path)
+
+    def _pick_export(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export config", "run.toml", "TOML (*.toml)")
+        if path:
+            self.export_requested.emit(path)
 
     def options(self, cfg: Config) -> Config:
         """``cfg`` with the form's values, checked like ``--set`` (raises ``ConfigError``)."""
