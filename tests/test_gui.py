@@ -291,6 +291,45 @@ def test_screenshot_tabs_and_bad_result(qtbot, tiny: Path, tmp_path: Path, capsy
     assert "Traceback" not in err
 
 
+def test_result_coverage_alpha_zoom(qtbot, tmp_path: Path, messages) -> None:
+    """A made-up output (FITS with COVERAGE and ALPHA, PNG preview, report) on the Result tab:
+    the coverage and alpha boxes change the picture, zoom changes the view's scale."""
+    from PySide6.QtGui import QImage
+
+    h, w = 40, 60
+    cov = np.tile(np.linspace(0, 5, w, dtype=np.float32), (h, 1))
+    alpha = (cov > 1).astype(np.uint8)
+    hdus = [fits.PrimaryHDU(np.zeros((3, h, w), np.float32))]
+    hdus += [fits.ImageHDU(cov, name="COVERAGE"), fits.ImageHDU(alpha, name="ALPHA")]
+    fits.HDUList(hdus).writeto(tmp_path / "r.fits")
+    Image.fromarray(np.full((h, w, 4), 200, np.uint8), mode="RGBA").save(tmp_path / "r.png")
+    output = {"fits": str(tmp_path / "r.fits"), "png": str(tmp_path / "r.png")}
+    (tmp_path / "r.report.json").write_text(json.dumps({"output": output, "frames_used": []}))
+    window = _window(qtbot)
+    assert window.show_result(tmp_path)
+    tab = window.result_tab
+
+    def pixels() -> np.ndarray:
+        image = tab.preview.pixmap().toImage().convertToFormat(QImage.Format.Format_RGB32)
+        return np.frombuffer(bytes(image.constBits()), np.uint8).reshape(h, w, 4)[..., :3].copy()
+
+    plain = pixels()
+    assert (plain == 200).all()
+    tab.coverage.setChecked(True)
+    grey = pixels()
+    assert grey[0, 0, 0] == 0 and grey[0, -1, 0] == 255  # normalised coverage
+    tab.alpha.setChecked(True)
+    tinted = pixels()
+    assert tinted[0, 0, 0] > tinted[0, 0, 1] and (tinted[:, -1] == grey[:, -1]).all()
+    tab.coverage.setChecked(False)
+    tab.alpha.setChecked(False)
+    assert (pixels() == plain).all()
+    before = tab.preview.scale_factor()
+    tab.zoom(2.0)
+    assert tab.preview.scale_factor() == pytest.approx(2 * before)
+    assert tab.preview.dragMode() == tab.preview.DragMode.ScrollHandDrag and messages == []
+
+
 def _ready(qtbot, tiny: Path, out: Path, cfg: Config | None = None) -> MainWindow:
     window = _window(qtbot, cfg)
     with qtbot.waitSignal(window.planned, timeout=WAIT_MS):
