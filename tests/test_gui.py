@@ -132,11 +132,11 @@ def test_table_sorts_by_numbers(qtbot, tiny: Path, messages) -> None:
     assert stars == sorted(stars, reverse=True)
 
 
-def test_drop_folders_and_files(qtbot, tiny: Path, messages) -> None:
+def test_drop_folders_then_click_the_plan_map(qtbot, tiny: Path, messages) -> None:
     from PySide6.QtCore import QMimeData, QPointF, QUrl
     from PySide6.QtGui import QDropEvent
 
-    from supadupstack.gui.app import dropped_folders
+    from supadupstack.gui.frames_tab import dropped_folders
 
     window = _window(qtbot)
     mime = QMimeData()
@@ -150,12 +150,32 @@ def test_drop_folders_and_files(qtbot, tiny: Path, messages) -> None:
         Qt.MouseButton.LeftButton,
         Qt.KeyboardModifier.NoModifier,
     )
-    with qtbot.waitSignal(window.loaded, timeout=WAIT_MS):
+    with qtbot.waitSignals([window.loaded, window.planned], timeout=WAIT_MS):
         window.dropEvent(event)
     assert window.frames_tab.model.rowCount() == 6 and event.isAccepted()
     web = QMimeData()
     web.setUrls([QUrl("https://example.org/frames/")])
     assert not window.drop(web) and messages == []
+
+    # a click on the plan map selects the frames there in the table (all six overlap at the
+    # batch's centre; none at the map's corner)
+    from PySide6.QtCore import QPoint
+
+    window.tabs.setCurrentWidget(window.plan_tab)
+    canvas = window.plan_tab.canvas
+    ra, dec = window.plan.facts.centres[0]
+    x, y = window.plan.canvas.wcs.world_to_pixel_values(ra, dec)
+    dx, dy = canvas.figure.axes[0].transData.transform((float(x), float(y)))
+    ratio = canvas.devicePixelRatioF()
+    qtbot.mouseClick(
+        canvas,
+        Qt.MouseButton.LeftButton,
+        pos=QPoint(round(dx / ratio), round(canvas.height() - dy / ratio)),
+    )
+    expected = sorted(str(p) for p in tiny.rglob("*.fit"))
+    assert sorted(window.frames_tab.selected_paths()) == expected
+    assert window.plan_tab.status.text().startswith("6 frame(s) here: ")
+    assert window.select_at(-0.4, -0.4) == [] and window.frames_tab.selected_paths() == []
 
 
 def test_import_export_toml(qtbot, tiny: Path, tmp_path: Path, messages) -> None:

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QMainWindow, QMessageBox, QTabWidget
 from supadupstack.config import Config, overrides, set_key, validate
 from supadupstack.errors import SupaDupError
 from supadupstack.gui import config_file, session
-from supadupstack.gui.frames_tab import FramesTab
+from supadupstack.gui.frames_tab import FramesTab, dropped_folders
 from supadupstack.gui.options import set_value
 from supadupstack.gui.plan_tab import PlanTab
 from supadupstack.gui.result_tab import ResultTab, report_path
@@ -25,20 +25,6 @@ from supadupstack.gui.run_tab import RunTab
 from supadupstack.gui.tasks import Tasks, one_line
 
 WINDOW_SIZE = (1400, 1000)  # px: the window as opened, and the screenshot's size
-
-
-def dropped_folders(mime: QMimeData) -> list[str]:
-    """The local folders of a drop's URLs (a file stands for its folder; non-local URLs and
-    missing paths are ignored), each once, in order."""
-    folders: list[str] = []
-    for url in mime.urls() if mime.hasUrls() else []:
-        if not url.isLocalFile():
-            continue
-        path = Path(url.toLocalFile())
-        folder = path if path.is_dir() else path.parent if path.is_file() else None
-        if folder is not None and str(folder) not in folders:
-            folders.append(str(folder))
-    return folders
 
 
 class MainWindow(QMainWindow):
@@ -84,6 +70,7 @@ class MainWindow(QMainWindow):
         self.plan_tab.settings_changed.connect(self.change_setting)
         self.plan_tab.save_requested.connect(self.save_plan)
         self.plan_tab.load_requested.connect(self.load_plan)
+        self.plan_tab.point_clicked.connect(self.select_at)
         self.setAcceptDrops(True)
 
     # --- messages -------------------------------------------------------------------
@@ -207,6 +194,17 @@ class MainWindow(QMainWindow):
             lambda moved: self._planned(request, moved),
             self._plan_failed,
         )
+
+    def select_at(self, x: float, y: float) -> list[str]:
+        """Select, in the Frames table, the planned frames whose footprint holds the clicked
+        point of the plan map (canvas pixels); returns their paths."""
+        if self.plan is None or self.data is None:
+            return []
+        paths = session.frames_at(self.plan, self.data.frames, x, y)
+        self.frames_tab.select_paths(paths)
+        names = ", ".join(Path(p).name for p in paths[:5]) + (" …" if len(paths) > 5 else "")
+        self.plan_tab.show_note(f"{len(paths)} frame(s) here{': ' + names if paths else ''}")
+        return paths
 
     def save_plan(self, path: str) -> None:
         if self.plan is None:

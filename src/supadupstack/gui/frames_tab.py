@@ -7,7 +7,16 @@ import math
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QItemSelection,
+    QItemSelectionModel,
+    QMimeData,
+    QModelIndex,
+    QSortFilterProxyModel,
+    Qt,
+    Signal,
+)
 from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -72,6 +81,20 @@ def shown(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.2f}" if abs(value) < 100 else f"{value:.0f}"
     return str(value)
+
+
+def dropped_folders(mime: QMimeData) -> list[str]:
+    """The local folders of a drop's URLs (a file stands for its folder; non-local URLs and
+    missing paths are ignored), each once, in order."""
+    folders: list[str] = []
+    for url in mime.urls() if mime.hasUrls() else []:
+        if not url.isLocalFile():
+            continue
+        path = Path(url.toLocalFile())
+        folder = path if path.is_dir() else path.parent if path.is_file() else None
+        if folder is not None and str(folder) not in folders:
+            folders.append(str(folder))
+    return folders
 
 
 class FramesModel(QAbstractTableModel):
@@ -184,6 +207,7 @@ class FramesTab(QWidget):
         self.table.setSortingEnabled(True)
         self.table.setAlternatingRowColors(True)
         self.table.verticalHeader().setVisible(False)
+        self.table.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
         self.table.sortByColumn(COLUMNS.index("time (UTC)"), Qt.SortOrder.AscendingOrder)
         self.add_button = QPushButton("Add folder…", self)
         self.add_button.clicked.connect(self._pick_folder)
@@ -216,3 +240,21 @@ class FramesTab(QWidget):
         self.model.set_rows(rows)
         self.table.resizeColumnsToContents()
         self.status.setText(note)
+
+    def select_paths(self, paths: list[str]) -> None:
+        """Select (highlight) the rows of these frames, scrolled to the first."""
+        wanted, selection = set(paths), QItemSelection()
+        for r, row in enumerate(self.model.rows):
+            if row["path"] in wanted:
+                first = self.proxy.mapFromSource(self.model.index(r, 0))
+                last = self.proxy.mapFromSource(self.model.index(r, len(COLUMNS) - 1))
+                selection.select(first, last)
+        flags = QItemSelectionModel.SelectionFlag.ClearAndSelect
+        self.table.selectionModel().select(selection, flags)
+        if not selection.isEmpty():
+            self.table.scrollTo(selection.indexes()[0])
+
+    def selected_paths(self) -> list[str]:
+        """The paths of the selected rows."""
+        rows = {self.proxy.mapToSource(i).row() for i in self.table.selectionModel().selectedRows()}
+        return [self.model.rows[r]["path"] for r in sorted(rows)]

@@ -36,6 +36,7 @@ class PlanTab(QWidget):
     settings_changed = Signal(str, object)
     save_requested = Signal(str)
     load_requested = Signal(str)
+    point_clicked = Signal(float, float)
 
     def __init__(self, cfg: Config, parent=None):
         super().__init__(parent)
@@ -97,12 +98,19 @@ class PlanTab(QWidget):
     def show_plan(self, figure, note: str) -> None:
         """Put the plan's matplotlib figure on a Qt canvas (replacing the last one)."""
         self.canvas = FigureCanvasQTAgg(figure)
+        self.canvas.mpl_connect("button_press_event", self._clicked)
         width, height = (round(v) for v in figure.get_size_inches() * figure.dpi)
         self.canvas.setFixedSize(width, height)
         self.canvas.draw()
         self.scroll.setWidget(self.canvas)  # the scroll area deletes the previous canvas
         self.save_button.setEnabled(True)
         self.status.setText(note)
+
+    def _clicked(self, event) -> None:
+        """A click on the map (the figure's first axes): its canvas pixel is emitted."""
+        axes = self.canvas.figure.axes if self.canvas is not None else []
+        if axes and event.inaxes is axes[0] and event.xdata is not None:
+            self.point_clicked.emit(float(event.xdata), float(event.ydata))
 
     def show_note(self, note: str) -> None:
         self.status.setText(note)

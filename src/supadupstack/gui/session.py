@@ -125,6 +125,24 @@ def move(planned: Planned, frames: list[Frame], path: str, batch: int, cfg: Conf
     return _drawn(moved, used, planned.canvas, cfg, [f"{Path(path).name} moved by hand"])
 
 
+def frames_at(planned: Planned, frames: list[Frame], x: float, y: float) -> list[str]:
+    """The paths of the planned frames whose footprint contains the canvas pixel (x, y) (the
+    plan map's data coordinates), in plan order."""
+    from matplotlib.path import Path as Polygon
+
+    from supadupstack.canvas.canvas import frame_footprint
+
+    by_path = {str(f.path): f for f in frames}
+    wcs, found = planned.canvas.wcs, []
+    for path in (p for batch in planned.plan.batches for p in batch if p in by_path):
+        f = by_path[path]
+        radec = frame_footprint(f.wcs, f.width, f.height, n_edge=4)
+        px, py = wcs.world_to_pixel_values(radec[:, 0], radec[:, 1])
+        if Polygon(list(zip(px, py, strict=True))).contains_point((x, y)):
+            found.append(path)
+    return found
+
+
 def save(planned: Planned, path: Path) -> Path:
     """Write the plan JSON that ``supadupstack run --plan`` reads."""
     from supadupstack.sds.planner import save_plan
