@@ -110,7 +110,7 @@ def test_relative_gradient_is_removed_from_the_frame_not_the_reference() -> None
 
 def test_model_image_matches_the_polynomial_at_canvas_positions() -> None:
     coef = np.array([[0.0, 3.0, -1.5, 2.0, 0.5, 1.0]])  # order 2: 1, y, y², x, xy, x²
-    fit = GradientFit(2, (0, 0), coef, np.zeros(1), np.ones(1), 0, 1, 1, True, "")
+    fit = GradientFit(2, coef, np.zeros(1), np.ones(1), 0, 1, 1, True, "")
     out = model_image(fit, (40, 50), origin=(100.0, 200.0))
     x, y = (100.0 + 7) / 1024, (200.0 + 11) / 1024
     want = 3 * y - 1.5 * y * y + 2 * x + 0.5 * x * y + x * x

@@ -16,7 +16,14 @@ import cv2
 import numpy as np
 
 from supadupstack.polish.mosaic import Mosaic
-from supadupstack.stacking.gradient import BLOCK, GradientFit, fit_gradient, model_image
+from supadupstack.stacking.gradient import (
+    BLOCK,
+    SCALE,
+    GradientFit,
+    fit_gradient,
+    model_image,
+    poly_terms,
+)
 
 
 def _residual_surface(fit: GradientFit, shape: tuple[int, int], scale_px: float) -> np.ndarray:
@@ -27,8 +34,7 @@ def _residual_surface(fit: GradientFit, shape: tuple[int, int], scale_px: float)
     by, bx = h // BLOCK, w // BLOCK
     gx = np.round((xc - (BLOCK - 1) / 2) / BLOCK).astype(int)
     gy = np.round((yc - (BLOCK - 1) / 2) / BLOCK).astype(int)
-    poly = model_image(fit, (h, w), (0.0, 0.0))
-    at_blocks = poly[np.round(yc).astype(int), np.round(xc).astype(int)]
+    at_blocks = poly_terms(xc / SCALE, yc / SCALE, fit.order) @ fit.coef.T  # (n, C)
     nch = med.shape[1]
     resid = np.zeros((by, bx, nch), np.float32)
     weight = np.zeros((by, bx), np.float32)

@@ -39,15 +39,16 @@ MAX_ROUGHNESS = 3.0  # background scatter / block noise above which the sky is n
 class GradientFit:
     """A fitted sky model and whether it may be removed.
 
-    ``coef`` (C, n_terms) polynomial per channel in canvas units (``SCALE`` px), without the
-    constant term's mean level (``remove_model`` keeps the mean); ``amplitude`` (C,) ADU peak
-    to peak over the fitted area; ``significance`` amplitude / its standard error (luminance);
+    ``coef`` (C, n_terms) polynomial per channel in canvas units (``SCALE`` px); an absolute
+    fit's constant term makes the model's mean over the valid blocks 0 (only the slope goes);
+    ``amplitude`` (C,) ADU peak to peak over the background blocks; ``sky`` (C,) the level
+    the amplitude is quoted against; ``significance`` the luminance gradient terms over their
+    standard errors (the χ distance from no gradient, in σ);
     ``sky_fraction`` background blocks / valid blocks; ``roughness`` background scatter / block
     noise (≈ 1 for a smooth sky); ``removable`` and ``note`` say what to do and why.
     """
 
     order: int
-    origin: tuple[float, float]
     coef: np.ndarray
     amplitude: np.ndarray
     sky: np.ndarray
@@ -125,12 +126,10 @@ def _grow(mask: np.ndarray, xc: np.ndarray, yc: np.ndarray, block: int) -> np.nd
     return grown[gy, gx].astype(bool)
 
 
-def _solve(a: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted least squares (coef (n_terms, C), covariance scale (n_terms, n_terms))."""
-    aw = a * w[:, None]
-    normal = aw.T @ a
-    inv = np.linalg.pinv(normal)
-    return inv @ (aw.T @ y), inv
+def _solve(a: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least squares (coef (n_terms, ...), covariance scale (AᵀA)⁻¹ (n_terms, n_terms))."""
+    inv = np.linalg.pinv(a.T @ a)
+    return inv @ (a.T @ y), inv
 
 
 def fit_gradient(
@@ -159,8 +158,8 @@ def fit_gradient(
     n_sky = int(sky.sum())
     sky_fraction = n_sky / len(med)
     if n_sky < MIN_BLOCKS:
-        return _unmeasurable(order, origin, nch, med, sky_fraction, "objects fill the field")
-    coef, inv = _solve(a[sky], med[sky], np.ones(n_sky))
+        return _unmeasurable(order, nch, med, sky_fraction, "objects fill the field")
+    coef, inv = _solve(a[sky], med[sky])
     resid = lum[sky] - a[sky] @ coef.mean(axis=1)
     roughness = 1.4826 * float(np.median(np.abs(resid - np.median(resid)))) / sigma
     model = a[sky] @ coef  # (n, C) at the background blocks' centres
@@ -169,15 +168,14 @@ def fit_gradient(
     cov = sigma**2 * inv[1:, 1:]
     significance = float(np.sqrt(max(c1 @ np.linalg.pinv(cov) @ c1, 0.0)))
     spread = _quadrants(xc, yc, sky)
-    note, removable = _verdict(relative, sky_fraction, spread, roughness, significance)
-    removable = removable and significance >= min_significance
-    if not removable and note.startswith("removed"):
-        note = f"not significant ({significance:.1f} sigma)"
+    note, removable = _verdict(
+        relative, sky_fraction, spread, roughness, significance, min_significance
+    )
     level = np.median(med[sky], 0) if sky_level is None else np.asarray(sky_level, np.float64)
     if not relative:  # keep the image's mean level (over all valid blocks): only the slope goes
         coef[0] -= (a @ coef).mean(axis=0)
     return GradientFit(
-        order, origin, coef.T.copy(), amplitude, level, significance,
+        order, coef.T.copy(), amplitude, level, significance,
         sky_fraction, roughness, removable, note, (xc, yc, med, sky),
     )  # fmt: skip
 
@@ -190,13 +188,15 @@ def _quadrants(xc: np.ndarray, yc: np.ndarray, sky: np.ndarray) -> int:
     return int(sum(c >= 2 for c in counts))
 
 
-def _verdict(relative, sky_fraction, quadrants, roughness, significance):
-    """(note, removable): objects or nebula in the way, or removed (significance: caller)."""
+def _verdict(relative, sky_fraction, quadrants, roughness, significance, min_significance):
+    """(note, removable): objects or nebula in the way, not significant, or removed."""
     cover = f"objects cover {100 * (1 - sky_fraction):.0f} % of the field"
     if not relative and (sky_fraction < MIN_SKY_FRACTION or quadrants < MIN_QUADRANTS):
         return f"not measurable: {cover}", False
     if not relative and roughness > MAX_ROUGHNESS:
         return f"not measurable: the sky is not smooth ({roughness:.1f}x its noise)", False
+    if significance < min_significance:
+        return f"not significant ({significance:.1f} sigma)", False
     return f"removed ({significance:.0f} sigma)", True
 
 
@@ -205,7 +205,7 @@ def _iterate_sky(a, lum, sigma, xc, yc, block, kappa, relative) -> np.ndarray:
     model (and their neighbours) — or beyond ±κ robust residual scatter when ``relative``."""
     sky = np.ones(len(lum), bool)
     for _ in range(8):
-        coef, _ = _solve(a[sky], lum[sky], np.ones(int(sky.sum())))
+        coef, _ = _solve(a[sky], lum[sky])
         r = lum - a @ coef
         if relative:
             s = 1.4826 * float(np.median(np.abs(r[sky] - np.median(r[sky])))) + 1e-12
@@ -218,10 +218,10 @@ def _iterate_sky(a, lum, sigma, xc, yc, block, kappa, relative) -> np.ndarray:
     return sky
 
 
-def _unmeasurable(order, origin, nch, med, frac, why) -> GradientFit:
+def _unmeasurable(order, nch, med, frac, why) -> GradientFit:
     n_terms = (order + 1) * (order + 2) // 2
     return GradientFit(
-        order, origin, np.zeros((nch, n_terms)), np.zeros(nch), np.median(med, 0),
+        order, np.zeros((nch, n_terms)), np.zeros(nch), np.median(med, 0),
         0.0, frac, float("nan"), False, f"not measurable: {why}",
     )  # fmt: skip
 
