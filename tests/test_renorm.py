@@ -106,8 +106,9 @@ def test_the_gain_clamp_allows_for_a_change_of_exposure() -> None:
 
 
 def test_frame_transparency_is_per_second_of_exposure() -> None:
-    from supadupstack.stacking.frameset import _exposure_ratio
+    """Frames share the tiles' rule (``expected_gains``): a frame's star flux per second."""
+    from supadupstack.stacking.gain_solver import expected_gains
 
-    assert _exposure_ratio([20.0, 10.0], 0, 1) == 2.0  # a 10 s frame beside a 20 s reference
-    assert _exposure_ratio([20.0, None], 0, 1) == 1.0
-    assert _exposure_ratio(None, 0, 1) == 1.0
+    assert expected_gains([20.0, 10.0], 0)[1] == 2.0  # a 10 s frame beside a 20 s reference
+    assert expected_gains([20.0, None], 0)[1] == 1.0
+    assert expected_gains([None, None], 0)[1] == 1.0

@@ -22,6 +22,7 @@ from supadupstack.frames.fits_io import load_pixels
 from supadupstack.frames.model import Frame
 from supadupstack.frames.quality import FrameQuality, gate_reasons
 from supadupstack.stacking.engine import stack_patches
+from supadupstack.stacking.gain_solver import expected_gains
 from supadupstack.stacking.gradient import STRIDE, fit_gradient, remove_model
 from supadupstack.stacking.normalize import fit_linear_info
 from supadupstack.stacking.photometry import (
@@ -105,13 +106,6 @@ def choose_reference(qualities: list[FrameQuality]) -> int:
     return sorted(range(len(qualities)), key=lambda i: (round(score[i], 3), abs(i - mid)))[0]
 
 
-def _exposure_ratio(exposures: list[float | None] | None, ref: int, i: int) -> float:
-    """Reference exposure over frame i's (1 where either is unknown)."""
-    if not exposures or not exposures[ref] or not exposures[i]:
-        return 1.0
-    return float(exposures[ref]) / float(exposures[i])
-
-
 def frame_coefficients(
     patches: list[Patch],
     ref: int,
@@ -131,6 +125,7 @@ def frame_coefficients(
     """
     n, nch = len(patches), patches[ref].data.shape[-1]
     a, b = np.ones((n, nch)), np.zeros((n, nch))
+    per_s = expected_gains(exposures or [None] * n, ref)
     transparency: list[float | None] = [None] * n
     transparency[ref] = 1.0
     how = ["reference"] * n
@@ -140,8 +135,7 @@ def frame_coefficients(
         fit = photometric_fit(p, patches[ref], stars[i], stars[ref], DEBAYER_BLUR_VAR)
         if fit is not None:
             a[i], b[i] = fit.scale, fit.offset
-            per_s = _exposure_ratio(exposures, ref, i)
-            transparency[i] = per_s / fit.grey if fit.grey > 0 else None
+            transparency[i] = per_s[i] / fit.grey if fit.grey > 0 else None
             how[i] = fit.how
             continue
         area = common_area(p, patches[ref])

@@ -173,6 +173,7 @@ def solve(
     gain over it, so a change of exposure is not taken for clouds. Default 1 for all."""
     gain_min, gain_max = gain_range
     prior = np.ones((len(indices), 1)) if expected is None else np.asarray(expected)[:, None]
+    low, high = gain_min * prior, gain_max * prior  # (n, 1): each tile's clamp
     n = len(indices)
     pos = {t: k for k, t in enumerate(indices)}
     notes: list[list[str]] = [[] for _ in range(n)]
@@ -197,18 +198,17 @@ def solve(
             if p.scale[c] > 0 and _gain_weight(p) > 0
         ]
         gains[:, c] = np.exp(_lstsq(n, rows, fixed))
-    clamped = (gains < gain_min * prior) | (gains > gain_max * prior)
+    clamped = (gains < low) | (gains > high)
     for k in np.flatnonzero(clamped.any(axis=1)):
-        lo, hi = gain_min * float(prior[k, 0]), gain_max * float(prior[k, 0])
         log.warning(
             "tile %d: gain %s clamped to [%g, %g]",
             indices[k],
             [round(float(g), 4) for g in gains[k]],
-            lo,
-            hi,
+            low[k, 0],
+            high[k, 0],
         )
-        notes[k].append(f"gain clamped to [{lo:g}, {hi:g}]")
-    gains = np.clip(gains, gain_min * prior, gain_max * prior)
+        notes[k].append(f"gain clamped to [{low[k, 0]:g}, {high[k, 0]:g}]")
+    gains = np.clip(gains, low, high)
     for c in range(nch):
         # o_i − o_j = g_j m_j − g_i m_i, written as x_j − x_i = d with x = −o
         rows = []
