@@ -18,6 +18,7 @@ from astropy.wcs import WCS
 from supadupstack.canvas.canvas import frame_footprint
 from supadupstack.frames.model import Frame
 from supadupstack.frames.sessions import split_sessions, time_key
+from supadupstack.outputs.cards import distinct
 
 
 def sessions_of(frames: list[Frame], gap_min: float) -> tuple[dict[str, int], list[str]]:
@@ -43,9 +44,9 @@ def counted(n: int, word: str) -> str:
 
 
 def object_name(frames: list[Frame]) -> str:
-    """The OBJECT most frames name, or "" when none does."""
-    names = [f.object_name.strip() for f in frames if f.object_name and f.object_name.strip()]
-    return max(sorted(set(names)), key=names.count) if names else ""
+    """The OBJECT most frames name (the FITS ``OBJECT`` card's rule), or "" when none does."""
+    names = distinct([f.object_name for f in frames])
+    return names[0][0] if names else ""
 
 
 @dataclass

@@ -116,31 +116,36 @@ def hyperbolic(x, d: float, p: float):
 
 
 def hyperbolic_d(x_bg: float, target: float, p: float) -> float:
-    """d with hyperbolic(x_bg, d, p) = ``target`` (bisection in log d; the value rises with d).
+    """d with hyperbolic(x_bg, d, p) = ``target`` (the value rises with d).
 
     A tiny d (the curve is then linear) when the background already sits at the target.
     """
     if not (0 < x_bg < target):
         return 1e-6
-    lo, hi = 1e-6, 1e12
-    for _ in range(120):
-        mid = math.sqrt(lo * hi)
-        lo, hi = (mid, hi) if hyperbolic(x_bg, mid, p) < target else (lo, mid)
-    return math.sqrt(lo * hi)
+    return _rising_root(lambda d: hyperbolic(x_bg, d, p), target, 1e-6, 1e12, 120)
 
 
 def asinh_beta(x_bg: float, target: float) -> float:
-    """β with asinh(β·x_bg)/asinh(β) = ``target`` (bisection in log β).
+    """β with asinh(β·x_bg)/asinh(β) = ``target``.
 
     The ratio rises from x_bg (β → 0: the curve is linear) towards 1 as β grows; a tiny β
     (linear) when the background already sits at or above the target.
     """
     if not (0 < x_bg < target):
         return 1e-3
-    lo, hi = 1e-3, 1e9
-    for _ in range(100):
+
+    def ratio(beta: float) -> float:
+        return math.asinh(beta * x_bg) / math.asinh(beta)
+
+    return _rising_root(ratio, target, 1e-3, 1e9, 100)
+
+
+def _rising_root(value, target: float, lo: float, hi: float, steps: int) -> float:
+    """The parameter in [lo, hi] where the rising ``value(param)`` meets ``target``: bisection
+    in log space (the parameters span many decades)."""
+    for _ in range(steps):
         mid = math.sqrt(lo * hi)
-        lo, hi = (mid, hi) if math.asinh(mid * x_bg) / math.asinh(mid) < target else (lo, mid)
+        lo, hi = (mid, hi) if value(mid) < target else (lo, mid)
     return math.sqrt(lo * hi)
 
 
